@@ -1,0 +1,7 @@
+"""The FUSE-free core: the virtual OME-Zarr tree over a source, chunk translation, encoding and caching."""
+
+from zarrfs.core.dataset import Dataset, build_dataset, open_dataset
+from zarrfs.core.options import ServeOptions
+from zarrfs.core.tree import DIRECTORY, Entry, VirtualTree
+
+__all__ = ["DIRECTORY", "Dataset", "build_dataset", "Entry", "ServeOptions", "VirtualTree", "open_dataset"]

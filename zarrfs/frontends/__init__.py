@@ -1,0 +1,1 @@
+"""Thin front ends over the core: the FUSE daemon and the in-process zarr-python store."""
