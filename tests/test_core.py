@@ -1,0 +1,196 @@
+"""The FUSE-free core: cache, chunk translation, padding, encoding and the virtual tree."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numcodecs
+import numpy as np
+import pytest
+
+from array_source import ArraySource
+from zarrfs.core import ServeOptions, build_dataset
+from zarrfs.core.array import ChunkReadError
+from zarrfs.core.cache import ByteLRUCache
+from zarrfs.core.chunking import default_chunks
+from zarrfs.core.options import parse_chunks, parse_size, serve_options
+from zarrfs.errors import ZarrfsError
+from zarrfs.sources import Channel, Level, PhysicalSize
+
+
+def test_cache_evicts_least_recently_used_within_byte_bound() -> None:
+    cache = ByteLRUCache(capacity_bytes=250)
+    for key in "abc":
+        cache.get_or_compute(key, lambda: b"x" * 100)
+    stats = cache.stats()
+    assert (stats.entries, stats.size_bytes, stats.evictions, stats.misses) == (2, 200, 1, 3)
+    computed = []
+    cache.get_or_compute("a", lambda: computed.append("a") or b"y" * 100)
+    assert computed == ["a"]  # "a" was the least recently used and was evicted
+    assert cache.get_or_compute("c", lambda: b"never") == b"x" * 100
+    assert cache.stats().hits == 1
+
+
+def test_cache_does_not_keep_values_larger_than_capacity() -> None:
+    cache = ByteLRUCache(capacity_bytes=10)
+    assert cache.get_or_compute("big", lambda: b"z" * 11) == b"z" * 11
+    assert cache.stats().size_bytes == 0
+
+
+def test_cache_computes_a_key_once_for_concurrent_requests() -> None:
+    cache = ByteLRUCache(capacity_bytes=1000)
+    calls = []
+
+    def slow() -> bytes:
+        calls.append(1)
+        time.sleep(0.2)
+        return b"v"
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get_or_compute("k", slow))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert results == [b"v"] * 8
+
+
+def test_cache_does_not_keep_failures() -> None:
+    cache = ByteLRUCache(capacity_bytes=1000)
+    with pytest.raises(ValueError):
+        cache.get_or_compute("k", lambda: (_ for _ in ()).throw(ValueError("boom")))
+    assert cache.get_or_compute("k", lambda: b"ok") == b"ok"
+
+
+def test_parse_size_and_chunks() -> None:
+    assert parse_size("512MiB") == 512 * 2**20
+    assert parse_size("2G") == 2 * 10**9
+    assert parse_size("1024") == 1024
+    with pytest.raises(ZarrfsError, match="invalid size"):
+        parse_size("lots")
+    assert parse_chunks("1,256,256") == (1, 256, 256)
+    with pytest.raises(ZarrfsError, match="positive"):
+        parse_chunks("0,5")
+    with pytest.raises(ZarrfsError, match="comma-separated"):
+        parse_chunks("a,b")
+
+
+def test_default_chunks_are_whole_multiples_of_tiles() -> None:
+    assert default_chunks("zyx", Level((10, 2000, 3000), (1, 256, 256)), 2) == (1, 512, 512)
+    assert default_chunks("yx", Level((5000, 5000), (1024, 1024)), 2) == (1024, 1024)
+    assert default_chunks("cyx", Level((3, 900, 900), (3, 240, 240)), 1) == (3, 720, 720)
+    # Full-width strips stay full width; bands grow to a few MiB.
+    chunks = default_chunks("yx", Level((20000, 8000), (16, 8000)), 2)
+    assert chunks[1] == 8000 and chunks[0] % 16 == 0 and chunks[0] * 8000 * 2 <= 4 * 2**20
+    # One huge strip cannot be a chunk: alignment is given up.
+    assert default_chunks("yx", Level((30000, 30000), (30000, 30000)), 2) == (512, 512)
+    # Small images are one chunk.
+    assert default_chunks("yx", Level((100, 80), (16, 80)), 1) == (100, 80)
+
+
+def _dataset(data: np.ndarray, axes: str, **options: object):
+    source = ArraySource(data, axes, storage_unit=(1,) * (data.ndim - 2) + (64, 64))
+    return source, build_dataset(source, serve_options(**options))
+
+
+def _decode(dataset, key: str, dtype: np.dtype, chunks: tuple[int, ...]) -> np.ndarray:
+    data = dataset.tree.read_file(key)
+    config = json.loads(dataset.tree.read_file("0/.zarray"))["compressor"]
+    if config is not None:
+        data = numcodecs.get_codec(config).decode(data)
+    return np.frombuffer(bytes(data), dtype=dtype).reshape(chunks)
+
+
+@pytest.mark.parametrize("compressor", ["none", "blosc-lz4", "blosc-zstd", "zstd", "zlib"])
+def test_chunks_translate_pad_and_encode(compressor: str) -> None:
+    data = np.random.default_rng(1).integers(0, 60000, (3, 150, 200), dtype=np.uint16)
+    _, dataset = _dataset(data, "zyx", chunks="2,128,128", compressor=compressor)
+    zarray = json.loads(dataset.tree.read_file("0/.zarray"))
+    assert zarray["chunks"] == [2, 128, 128] and zarray["shape"] == [3, 150, 200]
+    assert zarray["dimension_separator"] == "/" and zarray["dtype"] == "<u2"
+    # Edge chunk along every axis: full size, padded with the fill value.
+    chunk = _decode(dataset, "0/1/1/1", np.dtype("<u2"), (2, 128, 128))
+    np.testing.assert_array_equal(chunk[:1, :22, :72], data[2:, 128:, 128:])
+    assert not chunk[1:].any() and not chunk[:, 22:].any() and not chunk[:, :, 72:].any()
+    for key in ["0/0/0/0", "0/1/1/1", "0/0/1/0"]:
+        assert dataset.tree.stat(key).size == len(dataset.tree.read_file(key))
+
+
+def test_tree_paths_listing_and_missing_keys() -> None:
+    data = np.zeros((2, 300, 130), dtype=np.float32)
+    _, dataset = _dataset(data, "cyx", chunks="1,128,128")
+    tree = dataset.tree
+    assert sorted(tree.listdir("")) == [".zattrs", ".zgroup", "0"]
+    assert list(tree.listdir("0")) == [".zarray", "0", "1"]
+    assert list(tree.listdir("0/1")) == ["0", "1", "2"]
+    assert list(tree.listdir("0/1/2")) == ["0", "1"]
+    assert tree.stat("0/1/2").is_dir and tree.stat("/0/1/2/1").size == 128 * 128 * 4
+    for missing in ["0/2", "0/0/3", "0/0/0/2", "0/0/0/0/0", "0/00/0/0", "0/-1/0/0", ".zarray", "1", "0/.zattrs"]:
+        assert tree.stat(missing) is None, missing
+    with pytest.raises(FileNotFoundError):
+        tree.read_file("0/9/9/9")
+    with pytest.raises(IsADirectoryError):
+        tree.read_file("0/0")
+    with pytest.raises(NotADirectoryError):
+        list(tree.listdir("0/0/0/0"))
+
+
+def test_big_endian_and_float_sources_are_served_little_endian() -> None:
+    data = np.arange(64 * 64, dtype=">f8").reshape(64, 64)
+    _, dataset = _dataset(data, "yx")
+    zarray = json.loads(dataset.tree.read_file("0/.zarray"))
+    assert zarray["dtype"] == "<f8" and zarray["fill_value"] == 0.0
+    chunk = np.frombuffer(dataset.tree.read_file("0/0/0"), dtype="<f8").reshape(64, 64)
+    np.testing.assert_array_equal(chunk, data)
+
+
+def test_ngff_attributes_from_source_metadata() -> None:
+    data = np.zeros((2, 4, 64, 64), dtype=np.uint16)
+    source = ArraySource(
+        data,
+        "czyx",
+        physical_sizes={"z": PhysicalSize(2.0, "micrometer"), "x": PhysicalSize(0.5, "micrometer"),
+                        "y": PhysicalSize(0.5, "micrometer")},
+        channels=[Channel("DAPI", "0000FF"), Channel(None, None)],
+    )  # fmt: skip
+    dataset = build_dataset(source, ServeOptions())
+    attrs = json.loads(dataset.tree.read_file(".zattrs"))
+    multiscales = attrs["multiscales"][0]
+    assert multiscales["version"] == "0.4"
+    assert multiscales["axes"] == [
+        {"name": "c", "type": "channel"},
+        {"name": "z", "type": "space", "unit": "micrometer"},
+        {"name": "y", "type": "space", "unit": "micrometer"},
+        {"name": "x", "type": "space", "unit": "micrometer"},
+    ]
+    assert multiscales["datasets"] == [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 2.0, 0.5, 0.5]}]}
+    ]
+    channels = attrs["omero"]["channels"]
+    assert [c["label"] for c in channels] == ["DAPI", "Channel 1"]
+    assert [c["color"] for c in channels] == ["0000FF", "FF00FF"]
+    assert channels[0]["window"] == {"min": 0.0, "max": 65535.0, "start": 0.0, "end": 65535.0}
+
+
+def test_failing_source_region_fails_one_chunk_only() -> None:
+    data = np.ones((128, 128), dtype=np.uint8)
+    source = ArraySource(data, "yx", storage_unit=(64, 64), failing_regions={(64, 0)})
+    dataset = build_dataset(source, serve_options(chunks="64,64"))
+    with pytest.raises(ChunkReadError, match="corrupt tile"):
+        dataset.tree.read_file("0/1/0")
+    assert dataset.tree.read_file("0/0/0") == b"\x01" * 64 * 64
+    with pytest.raises(OSError):  # still failing: errors are not cached
+        dataset.tree.read_file("0/1/0")
+
+
+def test_chunk_option_errors() -> None:
+    data = np.zeros((64, 64), dtype=np.uint8)
+    with pytest.raises(ZarrfsError, match="3 values but the image has 2 axes"):
+        _dataset(data, "yx", chunks="1,2,3")
+    with pytest.raises(ZarrfsError, match="unknown compressor"):
+        _dataset(data, "yx", compressor="lzma")
+    with pytest.raises(ZarrfsError, match="out of range"):
+        _dataset(data, "yx", compressor="zlib", clevel=12)

@@ -1,0 +1,3 @@
+from zarrfs.cli import main
+
+main(prog_name="zarrfs")

@@ -1,0 +1,137 @@
+"""The ``zarrfs`` command line: mount, unmount, info."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from zarrfs import __version__
+from zarrfs.core.codecs import COMPRESSOR_NAMES
+from zarrfs.core.options import serve_options
+from zarrfs.errors import ZarrfsError
+
+
+def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Print problems as one 'zarrfs: error: ...' line and exit non-zero; never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ZarrfsError as error:
+            click.echo(f"zarrfs: error: {error}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception as error:  # a bug: still one line, with where to look
+            click.echo(f"zarrfs: internal error: {type(error).__name__}: {error} (rerun with --debug)", err=True)
+            if os.environ.get("ZARRFS_TRACEBACK"):
+                raise
+            sys.exit(2)
+
+    return wrapper
+
+
+def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that shape the served representation, shared by ``mount`` and ``info``."""
+    flags = [
+        click.option("--series", type=int, default=0, show_default=True,
+                     help="Which image series of a multi-series file to serve."),
+        click.option("--chunks", metavar="N,N,...",
+                     help="Chunk shape, right-aligned to the axes: '512,512' sets y and x, "
+                          "'1,1,16,256,256' sets t,c,z,y,x. Default: a multiple of the source's tiles "
+                          "or strips of about 512x512 (no tile is decoded for two chunks)."),
+        click.option("--compressor", type=click.Choice(COMPRESSOR_NAMES), default="none", show_default=True,
+                     help="Codec of the served chunks. 'none' is cheapest to serve and its file sizes are "
+                          "known without work; compressed chunks are encoded when first listed or read."),
+        click.option("--clevel", type=int,
+                     help="Compression level (default: blosc 5 for lz4, 3 for zstd; zstd 1; zlib 1)."),
+        click.option("--cache-size", default="512MiB", show_default=True, metavar="SIZE",
+                     help="Memory for the LRU cache of served chunks, e.g. 2GiB."),
+    ]  # fmt: skip
+    for flag in reversed(flags):
+        command = flag(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="zarrfs")
+def main() -> None:
+    """Serve a TIFF / OME-TIFF / BigTIFF image as a live, read-only OME-Zarr (NGFF 0.4) tree.
+
+    Nothing is converted or copied: metadata and chunk files are made on demand from the source.
+
+    \b
+      zarrfs info image.tif              # what a mount would show
+      zarrfs mount image.tif /mnt/img    # then open /mnt/img with zarr, napari, dask, ...
+      zarrfs unmount /mnt/img
+    """
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=True))
+@click.argument("mountpoint", type=click.Path())
+@_serve_option_flags
+@click.option("-f", "--foreground", is_flag=True,
+              help="Stay attached (for job scripts); Ctrl-C or SIGTERM unmounts.")
+@click.option("-o", "fuse_options", multiple=True, metavar="OPT[,OPT...]",
+              help="FUSE mount options passed on, e.g. -o allow_other (needs user_allow_other in "
+                   "/etc/fuse.conf for non-root users).")
+@click.option("--log-file", type=click.Path(dir_okay=False),
+              help="Daemon log (default: ~/.local/state/zarrfs/<mountpoint>.log; with -f: stderr).")
+@click.option("--debug", is_flag=True, help="Log every FUSE request (very verbose).")
+@_fail_cleanly
+def mount(source: str, mountpoint: str, series: int, chunks: str | None, compressor: str,
+          clevel: int | None, cache_size: str, foreground: bool, fuse_options: tuple[str, ...],
+          log_file: str | None, debug: bool) -> None:  # fmt: skip
+    """Mount SOURCE at MOUNTPOINT as an OME-Zarr hierarchy (read-only).
+
+    Returns once the mount is live (exit 0) or failed (non-zero, with the reason).
+    """
+    from zarrfs.frontends.mount import MountSpec, mount_background, parse_fuse_options, run_foreground
+
+    spec = MountSpec(
+        source=os.path.abspath(source),
+        mountpoint=os.path.abspath(mountpoint),
+        options=serve_options(series, chunks, compressor, clevel, cache_size),
+        fuse_options=parse_fuse_options(fuse_options),
+        log_file=log_file,
+        debug=debug,
+    )
+    if foreground:
+        run_foreground(spec)
+    else:
+        mount_background(spec)
+
+
+@main.command()
+@click.argument("mountpoint", type=click.Path())
+@click.option("-z", "--lazy", is_flag=True, help="Detach now even if busy; cleaned up once no longer used.")
+@_fail_cleanly
+def unmount(mountpoint: str, lazy: bool) -> None:
+    """Unmount MOUNTPOINT (also clears a stale mount left by a killed daemon)."""
+    from zarrfs.frontends.mount import unmount as unmount_path
+
+    unmount_path(mountpoint, lazy=lazy)
+
+
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=True))
+@_serve_option_flags
+@_fail_cleanly
+def info(source: str, series: int, chunks: str | None, compressor: str, clevel: int | None,
+         cache_size: str) -> None:  # fmt: skip
+    """Print the hierarchy a mount of SOURCE would expose, without mounting."""
+    from zarrfs.core import open_dataset
+    from zarrfs.core.describe import describe
+
+    dataset = open_dataset(source, serve_options(series, chunks, compressor, clevel, cache_size))
+    try:
+        click.echo(describe(dataset))
+    finally:
+        dataset.close()

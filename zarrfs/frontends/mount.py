@@ -1,0 +1,304 @@
+"""Mounting and unmounting: checks with clear errors, the daemon process and its readiness signal.
+
+``zarrfs mount`` starts the daemon as a child process that runs FUSE in its own foreground (daemonizing after
+threads exist can hang), and returns only once the child reports the mount live or failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zarrfs.core import ServeOptions, open_dataset
+from zarrfs.errors import MountError, ZarrfsError
+
+log = logging.getLogger("zarrfs")
+
+READY_FD_VARIABLE = "ZARRFS_READY_FD"
+READY_MESSAGE = "ready"
+READY_TIMEOUT_S = 120.0
+# Served content never changes while mounted: let the kernel cache attributes, lookups and misses.
+CACHE_TIMEOUT_S = 3600
+READ_AHEAD_KB = 4096
+LOG_FORMAT = "%(asctime)s zarrfs[%(process)d] %(levelname)s %(message)s"
+
+
+@dataclass
+class MountSpec:
+    """Everything the daemon needs; travels to the child process as JSON."""
+
+    source: str
+    mountpoint: str
+    options: ServeOptions = field(default_factory=ServeOptions)
+    fuse_options: dict[str, str | bool] = field(default_factory=dict)
+    log_file: str | None = None
+    debug: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> MountSpec:
+        data = json.loads(text)
+        options = data.pop("options")
+        if options["chunks"] is not None:
+            options["chunks"] = tuple(options["chunks"])
+        return cls(options=ServeOptions(**options), **data)
+
+
+def parse_fuse_options(values: tuple[str, ...] | list[str]) -> dict[str, str | bool]:
+    """``-o allow_other,uid=1000`` -> {"allow_other": True, "uid": "1000"}."""
+    options: dict[str, str | bool] = {}
+    for value in values:
+        for item in value.split(","):
+            if item.strip():
+                key, sep, setting = item.strip().partition("=")
+                options[key] = setting if sep else True
+    return options
+
+
+def default_log_file(mountpoint: str) -> str:
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    name = os.path.abspath(mountpoint).strip("/").replace("/", "_") or "root"
+    return os.path.join(state, "zarrfs", f"{name}.log")
+
+
+def mount_state(mountpoint: str) -> str:
+    """'missing', 'not-dir', 'stale' (a dead FUSE daemon left it), 'mounted', 'non-empty' or 'ok'."""
+    try:
+        is_dir = os.path.isdir(mountpoint) if os.path.lexists(mountpoint) else None
+        os.stat(mountpoint)
+    except OSError as error:
+        if error.errno == errno.ENOTCONN:
+            return "stale"
+        if error.errno == errno.ENOENT:
+            return "missing"
+        raise MountError(f"cannot access mount point {mountpoint}: {error.strerror}") from None
+    if is_dir is None:
+        return "missing"
+    if not is_dir:
+        return "not-dir"
+    if os.path.ismount(mountpoint):
+        return "mounted"
+    try:
+        if any(os.scandir(mountpoint)):
+            return "non-empty"
+    except PermissionError:
+        raise MountError(f"no permission to read mount point {mountpoint}") from None
+    return "ok"
+
+
+def check_mountpoint(mountpoint: str, source: str) -> None:
+    state = mount_state(mountpoint)
+    problems = {
+        "missing": f"mount point does not exist: {mountpoint} (create it with: mkdir -p {mountpoint})",
+        "not-dir": f"mount point is not a directory: {mountpoint}",
+        "stale": (
+            f"mount point {mountpoint} is a stale mount left by a daemon that died "
+            f"(Transport endpoint is not connected); clear it with: zarrfs unmount {mountpoint}"
+        ),
+        "mounted": f"mount point is already a mount: {mountpoint} (unmount it first: zarrfs unmount {mountpoint})",
+        "non-empty": f"mount point is not empty: {mountpoint} (the mount would hide its files)",
+    }
+    if state in problems:
+        raise MountError(problems[state])
+    real_source = os.path.realpath(source)
+    real_mountpoint = os.path.realpath(mountpoint)
+    if real_source.startswith(real_mountpoint.rstrip("/") + "/"):
+        raise MountError(f"source {source} lies inside the mount point {mountpoint}; mount somewhere else")
+
+
+def check_fuse_available() -> None:
+    if not os.path.exists("/dev/fuse"):
+        raise MountError(
+            "/dev/fuse not found: the FUSE kernel module is not available here "
+            "(load it with 'modprobe fuse', or give the container --device /dev/fuse)"
+        )
+    if os.geteuid() != 0 and not (shutil.which("fusermount3") or shutil.which("fusermount")):
+        raise MountError("fusermount3 not found: install the fuse3 package (e.g. apt-get install fuse3)")
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK) and os.geteuid() != 0:
+        raise MountError("no permission to open /dev/fuse: ask your administrator to allow FUSE mounts")
+
+
+def _raise_read_ahead(mountpoint: str) -> None:
+    """As root, let the kernel read ahead in large requests (its 128 KiB default halves throughput)."""
+    device = os.stat(mountpoint).st_dev
+    path = Path(f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}/read_ahead_kb")
+    try:
+        path.write_text(str(READ_AHEAD_KB))
+    except OSError as error:
+        log.debug("read-ahead left at its default (%s): %s", path, error.strerror)
+
+
+def _report_when_live(mountpoint: str, on_live: Callable[[], None]) -> None:
+    """Wait (in a thread) until the mount is visible, then tune it and report readiness."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not os.path.ismount(mountpoint) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if os.geteuid() == 0:
+        _raise_read_ahead(mountpoint)
+    on_live()
+
+
+def serve(spec: MountSpec, on_live: Callable[[], None], on_error: Callable[[str], None]) -> None:
+    """Check, open the source, mount and serve until unmounted or signalled (SIGINT/SIGTERM)."""
+    try:
+        check_fuse_available()
+        check_mountpoint(spec.mountpoint, spec.source)
+        from zarrfs.frontends.fuse_ops import FUSE, ZarrfsOperations
+
+        dataset = open_dataset(spec.source, spec.options)
+    except ZarrfsError as error:
+        on_error(str(error))
+        raise
+    mountpoint = os.path.abspath(spec.mountpoint)
+    operations = ZarrfsOperations(
+        dataset.tree,
+        mtime_ns=os.stat(spec.source).st_mtime_ns,
+        on_init=lambda: threading.Thread(
+            target=_report_when_live, args=(mountpoint, on_live), daemon=True
+        ).start(),
+    )
+    fuse_options: dict[str, str | bool] = {
+        "ro": True,
+        "fsname": f"zarrfs:{spec.source}",
+        "subtype": "zarrfs",
+        "kernel_cache": True,
+        "attr_timeout": CACHE_TIMEOUT_S,
+        "entry_timeout": CACHE_TIMEOUT_S,
+        "negative_timeout": CACHE_TIMEOUT_S,
+        "default_permissions": True,
+        **spec.fuse_options,
+    }
+    log.info("serving %s at %s (%s)", spec.source, mountpoint, dataset.source.info.description)
+    try:
+        FUSE(operations, mountpoint, foreground=True, debug=spec.debug, **fuse_options)
+    except RuntimeError as error:
+        message = f"FUSE mount failed at {mountpoint} ({error}); see the messages above"
+        on_error(message)
+        raise MountError(message) from None
+    finally:
+        dataset.close()
+    log.info("unmounted %s", mountpoint)
+
+
+def configure_logging(debug: bool, log_file: str | None = None) -> None:
+    level = logging.DEBUG if debug else logging.INFO
+    if log_file:
+        logging.basicConfig(level=level, format=LOG_FORMAT, filename=log_file)
+    else:
+        logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+
+
+def run_foreground(spec: MountSpec, ready_fd: int | None = None) -> None:
+    """Serve in this process; with ``ready_fd``, report "ready" or the error line to the waiting parent."""
+    # A background daemon's stderr already goes to its log file.
+    configure_logging(spec.debug, spec.log_file if ready_fd is None else None)
+
+    def report(message: str) -> None:
+        if ready_fd is not None:
+            try:
+                os.write(ready_fd, (message.replace("\n", " ") + "\n").encode())
+                os.close(ready_fd)
+            except OSError:
+                pass  # the parent gave up waiting; nothing left to tell
+
+    def on_live() -> None:
+        log.info("mount is live")
+        report(READY_MESSAGE)
+
+    serve(spec, on_live, report)
+
+
+def mount_background(spec: MountSpec) -> str:
+    """Start the daemon and return its log file once the mount is live; raise MountError otherwise."""
+    log_file = spec.log_file or default_log_file(spec.mountpoint)
+    os.makedirs(os.path.dirname(log_file), exist_ok=True)
+    read_end, write_end = os.pipe()
+    environment = dict(os.environ, **{READY_FD_VARIABLE: str(write_end)})
+    with open(log_file, "ab") as log_handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "zarrfs.frontends.mount", spec.to_json()],
+            stdin=subprocess.DEVNULL,
+            stdout=log_handle,
+            stderr=log_handle,
+            pass_fds=(write_end,),
+            env=environment,
+            start_new_session=True,  # survives the shell that started it, and its Ctrl-C
+        )
+    os.close(write_end)
+    message = _wait_for_report(read_end, process)
+    if message != READY_MESSAGE:
+        if process.poll() is None:
+            process.terminate()
+        raise MountError(message or f"the daemon exited before the mount was live; see {log_file}")
+    return log_file
+
+
+def _wait_for_report(read_end: int, process: subprocess.Popen[bytes]) -> str:
+    result: list[str] = []
+
+    def read_report() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            result.append(pipe.readline().decode(errors="replace").strip())
+
+    reader = threading.Thread(target=read_report, daemon=True)
+    reader.start()
+    reader.join(READY_TIMEOUT_S)
+    if reader.is_alive():
+        process.kill()
+        return f"the daemon did not report a live mount within {READY_TIMEOUT_S:.0f} s; it was stopped"
+    return result[0] if result else ""
+
+
+def _fusermount() -> str | None:
+    return shutil.which("fusermount3") or shutil.which("fusermount")
+
+
+def unmount(mountpoint: str, lazy: bool = False) -> None:
+    """Unmount a zarrfs (or any FUSE) mount, including a stale one whose daemon died."""
+    state = mount_state(mountpoint)
+    if state not in ("mounted", "stale"):
+        raise MountError(f"not mounted: {mountpoint}")
+    helper = _fusermount()
+    if helper is not None:
+        command = [helper, "-u", *(["-z"] if lazy else []), mountpoint]
+    elif os.geteuid() == 0:
+        command = ["umount", *(["-l"] if lazy else []), mountpoint]
+    else:
+        raise MountError("fusermount3 not found: install the fuse3 package (e.g. apt-get install fuse3)")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        reason = (result.stderr or result.stdout).strip().splitlines()
+        detail = reason[-1] if reason else f"exit code {result.returncode}"
+        if "busy" in detail.lower():
+            raise MountError(
+                f"{mountpoint} is busy (a process still uses it); close it, or run: zarrfs unmount --lazy"
+            )
+        raise MountError(f"cannot unmount {mountpoint}: {detail}")
+
+
+def _daemon_main() -> int:
+    spec = MountSpec.from_json(sys.argv[1])
+    ready_fd = int(os.environ.pop(READY_FD_VARIABLE))
+    try:
+        run_foreground(spec, ready_fd)
+    except ZarrfsError as error:
+        log.error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_daemon_main())
