@@ -1,7 +1,7 @@
 """Unit strings found in OME-XML and ImageJ metadata, translated to the UDUNITS-2 names OME-NGFF accepts.
 
-OME-NGFF only allows a fixed list of unit names per axis type. Anything not recognised maps to None rather than
-to a guess: a missing unit is harmless, a wrong one silently rescales the data.
+OME-NGFF only allows a fixed list of unit names per axis type. Anything not recognised maps to None rather
+than to a guess: a missing unit is harmless, a wrong one silently rescales the data.
 """
 
 from __future__ import annotations

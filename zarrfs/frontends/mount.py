@@ -127,8 +127,6 @@ def check_fuse_available() -> None:
         )
     if os.geteuid() != 0 and not (shutil.which("fusermount3") or shutil.which("fusermount")):
         raise MountError("fusermount3 not found: install the fuse3 package (e.g. apt-get install fuse3)")
-    if not os.access("/dev/fuse", os.R_OK | os.W_OK) and os.geteuid() != 0:
-        raise MountError("no permission to open /dev/fuse: ask your administrator to allow FUSE mounts")
 
 
 def _raise_read_ahead(mountpoint: str) -> None:
@@ -223,6 +221,9 @@ def run_foreground(spec: MountSpec, ready_fd: int | None = None) -> None:
 
 def mount_background(spec: MountSpec) -> str:
     """Start the daemon and return its log file once the mount is live; raise MountError otherwise."""
+    # Checked here too (the daemon checks again) so that these errors need no process start.
+    check_fuse_available()
+    check_mountpoint(spec.mountpoint, spec.source)
     log_file = spec.log_file or default_log_file(spec.mountpoint)
     os.makedirs(os.path.dirname(log_file), exist_ok=True)
     read_end, write_end = os.pipe()

@@ -1,0 +1,193 @@
+"""End to end through a real FUSE mount: every generated TIFF read by real Zarr clients equals tifffile."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from mounting import is_mounted, mounted, require_fuse, zarrfs
+from tiff_cases import CASES, Case
+
+
+@pytest.fixture(scope="module")
+def case_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cases")
+
+
+def _make_case(name: str, directory: Path) -> Case:
+    return CASES[name](directory)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_case_reads_back_equal_through_the_mount(name: str, case_dir: Path, tmp_path: Path) -> None:
+    case = _make_case(name, case_dir)
+    with mounted(case.path, tmp_path / "mnt", "--series", str(case.series)) as mnt:
+        group = zarr.open_group(mnt, mode="r", zarr_format=2)
+        axes = [axis["name"] for axis in group.attrs["multiscales"][0]["axes"]]
+        assert "".join(axes) == case.axes
+        served = group["0"][...]
+        assert served.dtype == case.expected.dtype.newbyteorder("<")
+        assert served.shape == case.expected.shape
+        np.testing.assert_array_equal(served, case.expected)
+
+
+def _pick_case(name: str, directory: Path) -> Case:
+    matches = [key for key in CASES if name in key]
+    assert matches, f"no test case matching {name!r}"
+    return CASES[matches[0]](directory)
+
+
+@pytest.mark.parametrize("compressor", ["none", "blosc-lz4", "blosc-zstd", "zstd", "zlib"])
+def test_compressed_chunks_have_exact_sizes_and_decode(compressor: str, case_dir: Path, tmp_path: Path) -> None:
+    case = _pick_case("tiled_zlib", case_dir)
+    with mounted(case.path, tmp_path / "mnt", "--compressor", compressor, "--chunks", "128,128") as mnt:
+        zarray = json.loads((mnt / "0" / ".zarray").read_text())
+        expected_config = None if compressor == "none" else zarray["compressor"]
+        assert zarray["compressor"] == expected_config
+        chunk_files = [path for path in (mnt / "0").rglob("*") if path.is_file() and path.name != ".zarray"]
+        assert chunk_files
+        for path in chunk_files[:20]:
+            # st_size must equal the bytes read: tensorstore reads exactly st_size, zarr reads to EOF.
+            assert path.stat().st_size == len(path.read_bytes())
+        np.testing.assert_array_equal(zarr.open_array(mnt / "0", mode="r")[...], case.expected)
+
+
+def test_clients_tensorstore_dask_ome_zarr_and_validation(case_dir: Path, tmp_path: Path) -> None:
+    import dask.array
+    import tensorstore
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    from ome_zarr_models.v04.image import Image
+
+    case = _pick_case("ome_5d", case_dir)
+    with mounted(case.path, tmp_path / "mnt", "--compressor", "blosc-lz4") as mnt:
+        store = tensorstore.open({"driver": "zarr", "kvstore": {"driver": "file", "path": str(mnt / "0")}}).result()
+        np.testing.assert_array_equal(store.read().result(), case.expected)
+
+        lazy = dask.array.from_zarr(str(mnt / "0"))
+        np.testing.assert_array_equal(lazy.compute(scheduler="threads"), case.expected)
+
+        nodes = list(Reader(parse_url(str(mnt)))())
+        image = nodes[0]
+        np.testing.assert_array_equal(np.asarray(image.data[0]), case.expected)
+        assert [axis["name"] for axis in image.metadata["axes"]] == list(case.axes)
+
+        model = Image.from_zarr(zarr.open_group(mnt, mode="r", zarr_format=2))
+        assert model.attributes.multiscales[0].datasets[0].path == "0"
+        result = subprocess.run(
+            [Path(sys.executable).parent / "ome-zarr-models", "validate", str(mnt)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_write_is_refused_with_erofs(case_dir: Path, tmp_path: Path) -> None:
+    case = _pick_case("tiled_zlib", case_dir)
+    source_bytes, source_mtime = case.path.read_bytes(), case.path.stat().st_mtime_ns
+    with mounted(case.path, tmp_path / "mnt") as mnt:
+        chunk = next(path for path in (mnt / "0").rglob("*") if path.is_file() and path.name != ".zarray")
+        attempts = {
+            "write": lambda: open(mnt / ".zgroup", "r+b"),
+            "create": lambda: open(mnt / "new", "wb"),
+            "mkdir": lambda: os.mkdir(mnt / "dir"),
+            "unlink": lambda: os.unlink(chunk),
+            "rmdir": lambda: os.rmdir(mnt / "0"),
+            "rename": lambda: os.rename(mnt / ".zgroup", mnt / "moved"),
+            "truncate": lambda: os.truncate(chunk, 0),
+            "chmod": lambda: os.chmod(chunk, 0o777),
+            "setxattr": lambda: os.setxattr(chunk, "user.tag", b"x"),
+            "symlink": lambda: os.symlink(chunk, mnt / "link"),
+            "link": lambda: os.link(chunk, mnt / "hard"),
+        }
+        for name, attempt in attempts.items():
+            with pytest.raises(OSError) as raised:
+                attempt()
+            assert raised.value.errno == errno.EROFS, name
+    assert case.path.read_bytes() == source_bytes
+    assert case.path.stat().st_mtime_ns == source_mtime
+
+
+def _corrupt_one_tile(source: Path, target: Path) -> tuple[int, int]:
+    """Copy ``source`` and overwrite the compressed bytes of its second tile; returns that tile's (row, col)."""
+    data = bytearray(source.read_bytes())
+    with tifffile.TiffFile(source) as tif:
+        page = tif.pages[0]
+        offset, count = page.dataoffsets[1], page.databytecounts[1]
+        tile_width = page.tilewidth
+    data[offset : offset + count] = b"\xff" * count
+    target.write_bytes(bytes(data))
+    return 0, tile_width
+
+
+def test_a_corrupt_tile_gives_eio_for_its_chunk_only(case_dir: Path, tmp_path: Path) -> None:
+    case = _pick_case("tiled_zlib", case_dir)
+    broken = tmp_path / "broken.tif"
+    row, col = _corrupt_one_tile(case.path, broken)
+    with tifffile.TiffFile(broken) as tif:
+        tile = (tif.pages[0].tilelength, tif.pages[0].tilewidth)
+    with mounted(broken, tmp_path / "mnt", "--chunks", ",".join(map(str, tile))) as mnt:
+        bad_chunk = mnt / "0" / str(row // tile[0]) / str(col // tile[1])
+        with pytest.raises(OSError) as raised:
+            bad_chunk.read_bytes()
+        assert raised.value.errno == errno.EIO
+        good = zarr.open_array(mnt / "0", mode="r")[: tile[0], : tile[1]]
+        np.testing.assert_array_equal(good, case.expected[: tile[0], : tile[1]])
+        with pytest.raises(OSError):  # still failing, still serving
+            bad_chunk.read_bytes()
+        assert (mnt / ".zgroup").read_bytes()
+    log = (tmp_path / "zarrfs.log").read_text()
+    assert "source read failed" in log
+
+
+def test_large_chunk_directories_list_completely(case_dir: Path, tmp_path: Path) -> None:
+    case = _pick_case("tiled_zlib", case_dir)
+    height, width = case.expected.shape[-2:]
+    with mounted(case.path, tmp_path / "mnt", "--chunks", "1,1") as mnt:
+        rows = os.listdir(mnt / "0")
+        assert len(rows) == height + 1  # every row index and .zarray
+        assert sorted(os.listdir(mnt / "0" / "0"), key=int) == [str(i) for i in range(width)]
+
+
+def test_foreground_mount_unmounts_cleanly_on_sigterm_and_sigint(case_dir: Path, tmp_path: Path) -> None:
+    require_fuse()
+    case = _pick_case("tiled_zlib", case_dir)
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        mnt = tmp_path / f"mnt{signal_number}"
+        mnt.mkdir()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "zarrfs", "mount", "-f", str(case.path), str(mnt)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not is_mounted(mnt) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert is_mounted(mnt)
+        assert (mnt / ".zgroup").read_text().strip().startswith("{")
+        process.send_signal(signal_number)
+        assert process.wait(timeout=30) == 0
+        assert not is_mounted(mnt)
+        assert "mount is live" in process.stderr.read()
+
+
+def test_info_describes_the_hierarchy_without_mounting(case_dir: Path) -> None:
+    case = _pick_case("ome_5d", case_dir)
+    result = zarrfs("info", case.path, "--compressor", "zstd")
+    assert result.returncode == 0, result.stderr
+    assert f"axes:      {', '.join(case.axes)}" in result.stdout
+    assert f"shape {case.expected.shape}" in result.stdout
+    assert "codec:     zstd (level 1)" in result.stdout
+    assert "OME-NGFF 0.4" in result.stdout
