@@ -13,7 +13,7 @@ import tifffile
 import zarr
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_sample import write_samples  # noqa: E402
+from make_sample import write_samples
 
 
 def zarrfs(*args: str) -> None:

@@ -31,9 +31,11 @@ def _blobs(shape: tuple[int, int], seed: int) -> np.ndarray:
 
 def write_samples(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    stack = np.stack(
-        [np.stack([_blobs((1536, 2048), seed=c * 100 + z) for z in range(8)]) for c in range(2)]
-    ).clip(0, 65535).astype(np.uint16)
+    stack = (
+        np.stack([np.stack([_blobs((1536, 2048), seed=c * 100 + z) for z in range(8)]) for c in range(2)])
+        .clip(0, 65535)
+        .astype(np.uint16)
+    )
     ome = directory / "sample.ome.tif"
     tifffile.imwrite(
         ome,

@@ -1,4 +1,4 @@
-"""Helpers for tests that mount for real: run the CLI, wait for nothing (mount returns when live), clean up."""
+"""Helpers for tests that mount for real: run the CLI (mount returns once live) and always clean up."""
 
 from __future__ import annotations
 

@@ -6,12 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
-
 from mounting import is_mounted, mounted, require_fuse, zarrfs
 from tiff_cases import write_bad_files
 
@@ -72,21 +73,31 @@ def test_missing_source_and_directory_source(tmp_path: Path) -> None:
     assert not is_mounted(mountpoint)
 
 
-def _as_nobody(*args: str | os.PathLike[str], path_env: str | None = None) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory an unprivileged user can enter (pytest's own tmp_path is private to root)."""
+    directory = Path(tempfile.mkdtemp(prefix="zarrfs-test-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _as_nobody(
+    *args: str | os.PathLike[str], path_env: str | None = None
+) -> subprocess.CompletedProcess[str]:
     environment = dict(os.environ, HOME="/tmp")
     if path_env is not None:
         environment["PATH"] = path_env
     return subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+        [str(shutil.which("setpriv")), "--reuid=65534", "--regid=65534", "--clear-groups",
          sys.executable, "-m", "zarrfs", *map(str, args)],
         capture_output=True, text=True, timeout=60, check=False, env=environment,
     )  # fmt: skip
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop privileges")
-def test_unreadable_source(good_tiff: Path, tmp_path: Path) -> None:
-    tmp_path.chmod(0o755)
-    secret = tmp_path / "secret.tif"
+def test_unreadable_source(good_tiff: Path, shared_dir: Path) -> None:
+    secret = shared_dir / "secret.tif"
     shutil.copy(good_tiff, secret)
     secret.chmod(0o000)
     result = _as_nobody("info", secret)
@@ -94,22 +105,25 @@ def test_unreadable_source(good_tiff: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop privileges")
-def test_missing_fusermount_for_unprivileged_users(good_tiff: Path, tmp_path: Path) -> None:
-    tmp_path.chmod(0o777)
-    mountpoint = _empty_mountpoint(tmp_path)
+def test_missing_fusermount_for_unprivileged_users(good_tiff: Path, shared_dir: Path) -> None:
+    source = shared_dir / "good.tif"
+    shutil.copy(good_tiff, source)
+    mountpoint = _empty_mountpoint(shared_dir)
     mountpoint.chmod(0o777)
     # A PATH without fusermount: what a user sees on a node without the fuse3 package.
-    bare_path = tmp_path / "bin"
+    bare_path = shared_dir / "bin"
     bare_path.mkdir()
-    result = _as_nobody("mount", good_tiff, mountpoint, path_env=str(bare_path))
+    result = _as_nobody("mount", source, mountpoint, path_env=str(bare_path))
     assert_clean_failure(result, "fusermount3 not found", "fuse3")
     assert not is_mounted(mountpoint)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for a mount namespace")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for a mount namespace"
+)
 def test_missing_dev_fuse(good_tiff: Path, tmp_path: Path) -> None:
     mountpoint = _empty_mountpoint(tmp_path)
-    # In a private mount namespace, an empty /dev (with only /dev/null): a container without --device /dev/fuse.
+    # A private mount namespace with an empty /dev (only /dev/null): a container without /dev/fuse.
     script = (
         "mount -t tmpfs none /dev && mknod -m 666 /dev/null c 1 3 && "
         f"exec {sys.executable} -m zarrfs mount {good_tiff} {mountpoint}"

@@ -9,8 +9,8 @@ import time
 import numcodecs
 import numpy as np
 import pytest
-
 from array_source import ArraySource
+
 from zarrfs.core import ServeOptions, build_dataset
 from zarrfs.core.array import ChunkReadError
 from zarrfs.core.cache import ByteLRUCache
@@ -49,7 +49,9 @@ def test_cache_computes_a_key_once_for_concurrent_requests() -> None:
         return b"v"
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get_or_compute("k", slow))) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get_or_compute("k", slow))) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -128,7 +130,17 @@ def test_tree_paths_listing_and_missing_keys() -> None:
     assert list(tree.listdir("0/1")) == ["0", "1", "2"]
     assert list(tree.listdir("0/1/2")) == ["0", "1"]
     assert tree.stat("0/1/2").is_dir and tree.stat("/0/1/2/1").size == 128 * 128 * 4
-    for missing in ["0/2", "0/0/3", "0/0/0/2", "0/0/0/0/0", "0/00/0/0", "0/-1/0/0", ".zarray", "1", "0/.zattrs"]:
+    for missing in [
+        "0/2",
+        "0/0/3",
+        "0/0/0/2",
+        "0/0/0/0/0",
+        "0/00/0/0",
+        "0/-1/0/0",
+        ".zarray",
+        "1",
+        "0/.zattrs",
+    ]:
         assert tree.stat(missing) is None, missing
     with pytest.raises(FileNotFoundError):
         tree.read_file("0/9/9/9")

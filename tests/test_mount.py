@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-
 from mounting import is_mounted, mounted, require_fuse, zarrfs
 from tiff_cases import CASES, Case
 
@@ -49,7 +48,9 @@ def _pick_case(name: str, directory: Path) -> Case:
 
 
 @pytest.mark.parametrize("compressor", ["none", "blosc-lz4", "blosc-zstd", "zstd", "zlib"])
-def test_compressed_chunks_have_exact_sizes_and_decode(compressor: str, case_dir: Path, tmp_path: Path) -> None:
+def test_compressed_chunks_have_exact_sizes_and_decode(
+    compressor: str, case_dir: Path, tmp_path: Path
+) -> None:
     case = _pick_case("tiled_zlib", case_dir)
     with mounted(case.path, tmp_path / "mnt", "--compressor", compressor, "--chunks", "128,128") as mnt:
         zarray = json.loads((mnt / "0" / ".zarray").read_text())
@@ -72,7 +73,9 @@ def test_clients_tensorstore_dask_ome_zarr_and_validation(case_dir: Path, tmp_pa
 
     case = _pick_case("ome_5d", case_dir)
     with mounted(case.path, tmp_path / "mnt", "--compressor", "blosc-lz4") as mnt:
-        store = tensorstore.open({"driver": "zarr", "kvstore": {"driver": "file", "path": str(mnt / "0")}}).result()
+        store = tensorstore.open(
+            {"driver": "zarr", "kvstore": {"driver": "file", "path": str(mnt / "0")}}
+        ).result()
         np.testing.assert_array_equal(store.read().result(), case.expected)
 
         lazy = dask.array.from_zarr(str(mnt / "0"))
@@ -100,8 +103,8 @@ def test_every_write_is_refused_with_erofs(case_dir: Path, tmp_path: Path) -> No
     with mounted(case.path, tmp_path / "mnt") as mnt:
         chunk = next(path for path in (mnt / "0").rglob("*") if path.is_file() and path.name != ".zarray")
         attempts = {
-            "write": lambda: open(mnt / ".zgroup", "r+b"),
-            "create": lambda: open(mnt / "new", "wb"),
+            "write": lambda: open(mnt / ".zgroup", "r+b"),  # noqa: SIM115
+            "create": lambda: open(mnt / "new", "wb"),  # noqa: SIM115
             "mkdir": lambda: os.mkdir(mnt / "dir"),
             "unlink": lambda: os.unlink(chunk),
             "rmdir": lambda: os.rmdir(mnt / "0"),
@@ -121,7 +124,7 @@ def test_every_write_is_refused_with_erofs(case_dir: Path, tmp_path: Path) -> No
 
 
 def _corrupt_one_tile(source: Path, target: Path) -> tuple[int, int]:
-    """Copy ``source`` and overwrite the compressed bytes of its second tile; returns that tile's (row, col)."""
+    """Copy ``source`` with the compressed bytes of its second tile overwritten; return that tile's origin."""
     data = bytearray(source.read_bytes())
     with tifffile.TiffFile(source) as tif:
         page = tif.pages[0]

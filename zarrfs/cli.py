@@ -29,7 +29,9 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             sys.exit(130)
         except Exception as error:  # a bug: still one line, with where to look
-            click.echo(f"zarrfs: internal error: {type(error).__name__}: {error} (rerun with --debug)", err=True)
+            click.echo(
+                f"zarrfs: internal error: {type(error).__name__}: {error} (rerun with --debug)", err=True
+            )
             if os.environ.get("ZARRFS_TRACEBACK"):
                 raise
             sys.exit(2)
@@ -74,16 +76,25 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("source", type=click.Path(dir_okay=True))
+@click.argument("source", type=click.Path(readable=False))
 @click.argument("mountpoint", type=click.Path())
 @_serve_option_flags
-@click.option("-f", "--foreground", is_flag=True,
-              help="Stay attached (for job scripts); Ctrl-C or SIGTERM unmounts.")
-@click.option("-o", "fuse_options", multiple=True, metavar="OPT[,OPT...]",
-              help="FUSE mount options passed on, e.g. -o allow_other (needs user_allow_other in "
-                   "/etc/fuse.conf for non-root users).")
-@click.option("--log-file", type=click.Path(dir_okay=False),
-              help="Daemon log (default: ~/.local/state/zarrfs/<mountpoint>.log; with -f: stderr).")
+@click.option(
+    "-f", "--foreground", is_flag=True, help="Stay attached (for job scripts); Ctrl-C or SIGTERM unmounts."
+)
+@click.option(
+    "-o",
+    "fuse_options",
+    multiple=True,
+    metavar="OPT[,OPT...]",
+    help="FUSE mount options passed on, e.g. -o allow_other (needs user_allow_other in "
+    "/etc/fuse.conf for non-root users).",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    help="Daemon log (default: ~/.local/state/zarrfs/<mountpoint>.log; with -f: stderr).",
+)
 @click.option("--debug", is_flag=True, help="Log every FUSE request (very verbose).")
 @_fail_cleanly
 def mount(source: str, mountpoint: str, series: int, chunks: str | None, compressor: str,
@@ -121,7 +132,7 @@ def unmount(mountpoint: str, lazy: bool) -> None:
 
 
 @main.command()
-@click.argument("source", type=click.Path(dir_okay=True))
+@click.argument("source", type=click.Path(readable=False))
 @_serve_option_flags
 @_fail_cleanly
 def info(source: str, series: int, chunks: str | None, compressor: str, clevel: int | None,

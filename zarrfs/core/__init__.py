@@ -4,4 +4,4 @@ from zarrfs.core.dataset import Dataset, build_dataset, open_dataset
 from zarrfs.core.options import ServeOptions
 from zarrfs.core.tree import DIRECTORY, Entry, VirtualTree
 
-__all__ = ["DIRECTORY", "Dataset", "build_dataset", "Entry", "ServeOptions", "VirtualTree", "open_dataset"]
+__all__ = ["DIRECTORY", "Dataset", "Entry", "ServeOptions", "VirtualTree", "build_dataset", "open_dataset"]

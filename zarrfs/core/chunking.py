@@ -1,4 +1,4 @@
-"""Choosing the chunk shape: aligned to what the source decodes in one piece, unless the user says otherwise."""
+"""Choosing the chunk shape: aligned to what the source decodes in one piece, unless the user decides."""
 
 from __future__ import annotations
 

@@ -24,7 +24,9 @@ def describe(dataset: Dataset) -> str:
         f"{channel.name or f'Channel {i}'}" + (f" ({channel.color})" if channel.color else "")
         for i, channel in enumerate(info.channels)
     )
-    codec = dataset.codec.name + (f" (level {dataset.codec.level})" if dataset.codec.level is not None else "")
+    codec = dataset.codec.name + (
+        f" (level {dataset.codec.level})" if dataset.codec.level is not None else ""
+    )
     lines = [
         f"source:    {dataset.source.path}",
         f"format:    {info.description}",

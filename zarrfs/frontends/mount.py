@@ -108,7 +108,7 @@ def check_mountpoint(mountpoint: str, source: str) -> None:
             f"mount point {mountpoint} is a stale mount left by a daemon that died "
             f"(Transport endpoint is not connected); clear it with: zarrfs unmount {mountpoint}"
         ),
-        "mounted": f"mount point is already a mount: {mountpoint} (unmount it first: zarrfs unmount {mountpoint})",
+        "mounted": f"mount point is already a mount: {mountpoint} (first run: zarrfs unmount {mountpoint})",
         "non-empty": f"mount point is not empty: {mountpoint} (the mount would hide its files)",
     }
     if state in problems:
@@ -161,11 +161,17 @@ def serve(spec: MountSpec, on_live: Callable[[], None], on_error: Callable[[str]
         on_error(str(error))
         raise
     mountpoint = os.path.abspath(spec.mountpoint)
+    went_live = threading.Event()
+
+    def when_live() -> None:
+        went_live.set()
+        on_live()
+
     operations = ZarrfsOperations(
         dataset.tree,
         mtime_ns=os.stat(spec.source).st_mtime_ns,
         on_init=lambda: threading.Thread(
-            target=_report_when_live, args=(mountpoint, on_live), daemon=True
+            target=_report_when_live, args=(mountpoint, when_live), daemon=True
         ).start(),
     )
     fuse_options: dict[str, str | bool] = {
@@ -179,13 +185,18 @@ def serve(spec: MountSpec, on_live: Callable[[], None], on_error: Callable[[str]
         "default_permissions": True,
         **spec.fuse_options,
     }
+
     log.info("serving %s at %s (%s)", spec.source, mountpoint, dataset.source.info.description)
     try:
         FUSE(operations, mountpoint, foreground=True, debug=spec.debug, **fuse_options)
     except RuntimeError as error:
-        message = f"FUSE mount failed at {mountpoint} ({error}); see the messages above"
-        on_error(message)
-        raise MountError(message) from None
+        # libfuse also reports a loop ended by SIGINT/SIGTERM as an error; after a live mount that is the
+        # normal way to stop, and libfuse has unmounted by then.
+        if not went_live.is_set():
+            message = f"FUSE mount failed at {mountpoint} (libfuse status {error}); see the messages above"
+            on_error(message)
+            raise MountError(message) from None
+        log.info("stopped by a signal (libfuse status %s)", error)
     finally:
         dataset.close()
     log.info("unmounted %s", mountpoint)

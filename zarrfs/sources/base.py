@@ -35,8 +35,8 @@ class Channel:
 class Level:
     """One stored resolution level.
 
-    ``storage_unit`` is the block the source decodes in one piece (a tile, a strip band, one plane), per axis in
-    canonical order; chunk shapes that are whole multiples of it never decode a block for two chunks.
+    ``storage_unit`` is the block the source decodes in one piece (a tile, a strip band, one plane), per axis
+    in canonical order; chunk shapes that are whole multiples of it never decode a block for two chunks.
     """
 
     shape: tuple[int, ...]

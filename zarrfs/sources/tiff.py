@@ -23,7 +23,7 @@ import tifffile
 
 from zarrfs.errors import SourceError
 from zarrfs.sources.base import CANONICAL_AXES, Channel, ImageSource, Level, PhysicalSize, SourceInfo
-from zarrfs.units import udunits_name
+from zarrfs.units import UnitKind, udunits_name
 
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
 
@@ -51,7 +51,8 @@ _ROLE_COLUMN = {"page": 0, "separate": 1, "depth": 2, "contig": 3}
 
 _RGB_SAMPLES = (("red", "FF0000"), ("green", "00FF00"), ("blue", "0000FF"), ("alpha", None))
 
-_OME_SIZES = (  # canonical axis, tifffile axis code, OME Pixels attribute, default unit, kind
+_OME_SIZES: tuple[tuple[str, str, str, str, UnitKind], ...] = (  # canonical axis, tifffile axis code,
+    # OME Pixels attribute, its default unit, kind
     ("x", "X", "PhysicalSizeX", "µm", "space"),
     ("y", "Y", "PhysicalSizeY", "µm", "space"),
     ("z", "Z", "PhysicalSizeZ", "µm", "space"),
@@ -331,12 +332,7 @@ def _plan_level(
     for letter, position in zip(letters, kept_positions, strict=True):
         role = roles[position] or "page"  # a kept size-1 dimension: always index 0, moves nothing
         dims[letter].append(_StoredDim(shape[position], role, strides[position] if role == "page" else 1))
-    if [dim.role for dim in dims["y"]] not in (["length"], ["page"]) or [
-        dim.role for dim in dims["x"]
-    ] not in (
-        ["width"],
-        ["page"],
-    ):
+    if not (_is_stored_as(dims["y"], "length") and _is_stored_as(dims["x"], "width")):
         raise SourceError(
             f"unsupported TIFF layout: Y and X of series {axes} are not page rows and columns: {path}"
         )
@@ -348,6 +344,11 @@ def _plan_level(
         grid.width,
     )
     return _LevelPlan(canonical_shape, outer, grid, pages)
+
+
+def _is_stored_as(dims: Sequence[_StoredDim], role: str) -> bool:
+    """True for the single series dimension stored as ``role`` (or a size-1 one, which needs no storage)."""
+    return len(dims) == 1 and (dims[0].role == role or dims[0].size == 1)
 
 
 def _axis_targets(dims: Sequence[_StoredDim], start: int, stop: int) -> np.ndarray:
@@ -479,7 +480,7 @@ class _PagedLevel(_LevelReader):
         file_dtype: np.dtype,
         cache: _SegmentCache,
     ) -> None:
-        self.raw_strips = _stores_raw_rows(keyframe) and not keyframe.is_tiled
+        self.raw_strips = _stores_raw_rows(keyframe) and not keyframe.is_tiled  # before reads_rows is used
         super().__init__(plan, dtype, file_dtype, fill_value=keyframe.nodata)
         self.pages = pages
         self.files = files
@@ -712,34 +713,56 @@ def _select_series(tiff: tifffile.TiffFile, index: int, path: str) -> tifffile.T
 
 
 def _compression_name(keyframe: tifffile.TiffPage) -> str:
+    if keyframe.compression == 1:
+        return "uncompressed"
     try:
         return tifffile.COMPRESSION(keyframe.compression).name
     except ValueError:
         return f"compression {keyframe.compression}"
 
 
+def _decoder_missing(compression: int) -> bool:
+    """True if the codec for ``compression`` is a placeholder that raises ImportError when called.
+
+    Without imagecodecs, tifffile substitutes pure-Python codecs whose module may be missing (its zstd needs
+    Python 3.14); imagecodecs builds lacking a codec provide stubs. Both only fail once called: empty input
+    tells them apart from real decoders, which reject it with an ordinary error.
+    """
+    try:
+        tifffile.TIFF.DECOMPRESSORS[compression](b"")
+    except ImportError:
+        return True
+    except Exception:  # a real decoder refusing empty input
+        return False
+    return False
+
+
+def _missing_codec_error(what: str, path: str) -> SourceError:
+    if importlib.util.find_spec("imagecodecs") is None:
+        return SourceError(f"cannot decode {what}: install imagecodecs (pip install imagecodecs): {path}")
+    return SourceError(f"cannot decode {what}: the installed imagecodecs lacks this codec: {path}")
+
+
 def _check_decodable(keyframe: tifffile.TiffPage, path: str) -> None:
     """Fail at open, not at the first chunk, when tifffile cannot decode this kind of page.
 
-    tifffile resolves codecs when building a page's decode function and, if one is missing, returns a function
+    tifffile resolves codecs when building a page's decode function and, if one is unknown, returns a function
     that raises on every call; calling it for an empty segment touches no pixel data.
     """
+    what = f"{_compression_name(keyframe)} compression"
     try:
         keyframe.decode(None, 0)
     except Exception as error:
         reason = _one_line(error)
-        if "imagecodecs" not in reason:
-            raise SourceError(f"cannot decode this TIFF ({reason}): {path}") from None
-        what = f"{_compression_name(keyframe)} compression"
-        if "PREDICTOR" in reason:
-            what = f"{tifffile.PREDICTOR(keyframe.predictor).name} predictor"
-        if importlib.util.find_spec("imagecodecs") is None:
-            raise SourceError(
-                f"cannot decode {what}: install imagecodecs (pip install imagecodecs): {path}"
-            ) from None
-        raise SourceError(
-            f"cannot decode {what}: the installed imagecodecs lacks this codec: {path}"
-        ) from None
+        if "imagecodecs" in reason:
+            if "PREDICTOR" in reason:
+                what = f"{tifffile.PREDICTOR(keyframe.predictor).name} predictor"
+            raise _missing_codec_error(what, path) from None
+        if "COMPRESSION" in reason:
+            raise SourceError(f"cannot decode {what}: tifffile does not support it: {path}") from None
+        raise SourceError(f"cannot decode this TIFF ({reason}): {path}") from None
+    if keyframe.compression != 1 and _decoder_missing(keyframe.compression):
+        raise _missing_codec_error(what, path)
 
 
 def _data_end(page: tifffile.TiffPage | tifffile.TiffFrame) -> int:
@@ -773,6 +796,21 @@ def _check_paged_data(
     size = os.path.getsize(path)
     if ends and max(ends) > size:
         raise _truncation_error(max(ends), size, path)
+
+
+def _check_imagej_stack(tiff: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: str) -> None:
+    """ImageJ stacks keep all planes after the first IFD's data. When the file was cut short, tifffile drops
+    the ImageJ series and offers only the planes that have IFDs, which would silently hide the loss."""
+    metadata = tiff.imagej_metadata
+    if series.kind == "imagej" or not metadata:
+        return
+    first = tiff.pages.first
+    images = int(metadata.get("images", 1))
+    if first.is_final and images > len(tiff.pages):
+        end = first.dataoffsets[0] + images * first.nbytes
+        size = os.path.getsize(path)
+        if end > size:
+            raise _truncation_error(end, size, path)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -812,14 +850,20 @@ def _reciprocal(value: Any) -> float | None:
     return None if positive is None else 1 / positive
 
 
+def _physical_size(value: float | None, unit: Any, kind: UnitKind) -> PhysicalSize | None:
+    """A size only in a unit NGFF knows: a pixel-based or unknown unit would make axes incomparable."""
+    name = udunits_name(str(unit), kind) if unit is not None else None
+    return PhysicalSize(value, name) if value is not None and name is not None else None
+
+
 def _ome_physical_sizes(pixels: ElementTree.Element, sources: dict[str, str]) -> dict[str, PhysicalSize]:
     sizes = {}
     for axis, code, attribute, default_unit, kind in _OME_SIZES:
-        value = _positive(pixels.get(attribute))
-        if value is not None and sources.get(axis) == code:
-            sizes[axis] = PhysicalSize(
-                value, udunits_name(pixels.get(attribute + "Unit", default_unit), kind)
-            )
+        size = _physical_size(
+            _positive(pixels.get(attribute)), pixels.get(attribute + "Unit", default_unit), kind
+        )
+        if size is not None and sources.get(axis) == code:
+            sizes[axis] = size
     return sizes
 
 
@@ -829,7 +873,7 @@ def _imagej_physical_sizes(
     """ImageJ keeps pixels per unit in X/YResolution, the unit and z spacing in its description."""
     unit = metadata.get("unit")
     x_resolution, y_resolution = keyframe.get_resolution()
-    candidates = (  # axis, value, unit, kind
+    candidates: tuple[tuple[str, float | None, Any, UnitKind], ...] = (  # axis, value, unit, kind
         ("x", _reciprocal(x_resolution), unit, "space"),
         ("y", _reciprocal(y_resolution), metadata.get("yunit", unit), "space"),
         ("z", _positive(metadata.get("spacing")), metadata.get("zunit", unit), "space"),
@@ -837,9 +881,10 @@ def _imagej_physical_sizes(
     )
     sizes = {}
     for axis, value, axis_unit, kind in candidates:
-        # Uncalibrated ImageJ images have no unit: their spatial "sizes" are just 1 pixel.
-        if value is not None and axis_unit is not None and sources.get(axis) == axis.upper():
-            sizes[axis] = PhysicalSize(value, udunits_name(str(axis_unit), kind))
+        # Uncalibrated ImageJ images have no unit (or "pixel"): their spatial "sizes" are just 1 pixel.
+        size = _physical_size(value, axis_unit, kind)
+        if size is not None and sources.get(axis) == axis.upper():
+            sizes[axis] = size
     return sizes
 
 
@@ -929,7 +974,8 @@ class TiffSource(ImageSource):
         self, path: str, series: int = 0, *, segment_cache_bytes: int = DEFAULT_SEGMENT_CACHE_BYTES
     ) -> None:
         self.path = path
-        self._files: dict[int, _PixelFile] = {}
+        self._files: dict[int, _PixelFile] = {}  # by id() of the TiffFile a page belongs to
+        self._levels: list[_LevelReader] = []
         self._cache = _SegmentCache(segment_cache_bytes)
         self._tiff = _open_tifffile(path)
         try:
@@ -941,14 +987,13 @@ class TiffSource(ImageSource):
     def _open_series(self, index: int) -> None:
         tiff, path = self._tiff, self.path
         series = _select_series(tiff, index, path)
-        _check_decodable(series.keyframe, path)
+        _check_imagej_stack(tiff, series, path)
         full_shape, full_axes = series.get_shape(False), series.get_axes(False)
         # Like tifffile's default view: drop size-1 dimensions, except the image plane itself.
         kept = [size > 1 or code in "YX" for size, code in zip(full_shape, full_axes, strict=True)]
         kept_axes = "".join(code for code, keep in zip(full_axes, kept, strict=True) if keep)
         letters = _canonical_letters(kept_axes, path)
         self._files[id(tiff)] = _PixelFile(path)
-        self._levels: list[_LevelReader] = []
         for level in series.levels:
             try:
                 reader = self._level_reader(level, kept, letters)
@@ -976,8 +1021,9 @@ class TiffSource(ImageSource):
     def _level_reader(
         self, level: tifffile.TiffPageSeries, kept: Sequence[bool], letters: Sequence[str]
     ) -> _LevelReader:
-        plan = _plan_level(level, kept, letters, self.path)
         keyframe = level.keyframe
+        _check_decodable(keyframe, self.path)
+        plan = _plan_level(level, kept, letters, self.path)
         dtype = np.dtype(level.dtype).newbyteorder("=")
         file_dtype = np.dtype(keyframe.dtype).newbyteorder(self._tiff.byteorder)
         if level.dataoffset is not None and not level.is_multifile and level.parent is self._tiff:
@@ -1039,6 +1085,8 @@ class TiffSource(ImageSource):
         return ", ".join(parts)
 
     def read_region(self, level: int, region: tuple[slice, ...]) -> np.ndarray:
+        if not self._files:
+            raise SourceError(f"source is closed: {self.path}")
         reader = self._levels[level]
         if len(region) != len(reader.plan.shape):
             raise ValueError(f"region has {len(region)} axes, the image has {len(reader.plan.shape)}")
