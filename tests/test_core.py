@@ -13,7 +13,7 @@ from array_source import ArraySource
 
 from zarrfs.core import ServeOptions, build_dataset
 from zarrfs.core.array import ChunkReadError
-from zarrfs.core.cache import ByteLRUCache
+from zarrfs.lru import ByteLRUCache
 from zarrfs.core.chunking import default_chunks
 from zarrfs.core.options import parse_chunks, parse_size, serve_options
 from zarrfs.errors import ZarrfsError
@@ -37,6 +37,15 @@ def test_cache_does_not_keep_values_larger_than_capacity() -> None:
     cache = ByteLRUCache(capacity_bytes=10)
     assert cache.get_or_compute("big", lambda: b"z" * 11) == b"z" * 11
     assert cache.stats().size_bytes == 0
+
+
+def test_cache_can_keep_one_oversized_value_alone() -> None:
+    cache: ByteLRUCache[np.ndarray] = ByteLRUCache(100, sizeof=lambda a: a.nbytes, keep_oversized=True)
+    cache.get_or_compute("small", lambda: np.zeros(50, np.uint8))
+    cache.get_or_compute("huge", lambda: np.zeros(500, np.uint8))
+    stats = cache.stats()
+    assert (stats.entries, stats.size_bytes) == (1, 500)
+    assert cache.get_or_compute("huge", lambda: np.ones(1, np.uint8)).nbytes == 500
 
 
 def test_cache_computes_a_key_once_for_concurrent_requests() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from zarrfs.core.cache import ByteLRUCache
+from zarrfs.lru import ByteLRUCache
 from zarrfs.core.codecs import OutputCodec
 from zarrfs.sources import ImageSource
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zarrfs.core.array import VirtualArray
-from zarrfs.core.cache import ByteLRUCache
+from zarrfs.lru import ByteLRUCache
 from zarrfs.core.chunking import resolve_chunks
 from zarrfs.core.codecs import OutputCodec, make_output_codec
 from zarrfs.core.ngff import image_attributes

@@ -1,4 +1,7 @@
-"""A thread-safe LRU cache bounded in bytes, where concurrent requests for one key compute it once."""
+"""A thread-safe LRU cache bounded in bytes, where concurrent requests for one key compute it once.
+
+Shared by the core (encoded chunks) and by sources (decoded blocks larger than one chunk).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -18,47 +24,52 @@ class CacheStats:
     capacity_bytes: int
 
 
-class _Pending:
+class _Pending(Generic[V]):
     """A computation under way; waiters block on ``done`` and then read ``value`` or ``error``."""
 
     __slots__ = ("done", "error", "value")
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.value: bytes | None = None
+        self.value: V | None = None
         self.error: BaseException | None = None
 
 
-class ByteLRUCache:
-    """Maps keys to ``bytes`` values, evicting least recently used entries beyond ``capacity_bytes``.
+class ByteLRUCache(Generic[V]):
+    """Maps keys to values of ``sizeof(value)`` bytes, evicting least recently used entries beyond
+    ``capacity_bytes``. Failures are not cached: the next request for the key computes it again.
 
     A value larger than the whole capacity is returned but not kept, so memory stays bounded whatever the
-    request pattern. Failures are not cached: the next request for the key computes it again.
+    request pattern; with ``keep_oversized`` it is kept alone instead (for values so costly to make that
+    holding one beats making it again for every request, such as one huge decoded strip).
     """
 
-    def __init__(self, capacity_bytes: int) -> None:
+    def __init__(
+        self, capacity_bytes: int, sizeof: Callable[[V], int] = len, keep_oversized: bool = False
+    ) -> None:
         if capacity_bytes < 0:
             raise ValueError("cache capacity must not be negative")
         self.capacity_bytes = capacity_bytes
-        self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
-        self._pending: dict[Hashable, _Pending] = {}
+        self._sizeof = sizeof
+        self._keep_oversized = keep_oversized
+        self._entries: OrderedDict[Hashable, V] = OrderedDict()
+        self._pending: dict[Hashable, _Pending[V]] = {}
         self._size = 0
         self._hits = 0
         self._misses = 0
         self._evictions = 0
         self._lock = threading.Lock()
 
-    def get_or_compute(self, key: Hashable, compute: Callable[[], bytes]) -> bytes:
+    def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> V:
         with self._lock:
-            value = self._entries.get(key)
-            if value is not None:
+            if key in self._entries:
                 self._entries.move_to_end(key)
                 self._hits += 1
-                return value
+                return self._entries[key]
             pending = self._pending.get(key)
             owner = pending is None
             if owner:
-                pending = self._pending[key] = _Pending()
+                pending = self._pending[key] = _Pending[V]()
                 self._misses += 1
             else:
                 self._hits += 1
@@ -67,8 +78,7 @@ class ByteLRUCache:
             pending.done.wait()
             if pending.error is not None:
                 raise pending.error
-            assert pending.value is not None
-            return pending.value
+            return pending.value  # type: ignore[return-value]
         try:
             value = compute()
         except BaseException as error:
@@ -84,14 +94,15 @@ class ByteLRUCache:
         pending.done.set()
         return value
 
-    def _insert(self, key: Hashable, value: bytes) -> None:
-        if len(value) > self.capacity_bytes:
+    def _insert(self, key: Hashable, value: V) -> None:
+        size = self._sizeof(value)
+        if size > self.capacity_bytes and not self._keep_oversized:
             return
         self._entries[key] = value
-        self._size += len(value)
-        while self._size > self.capacity_bytes:
+        self._size += size
+        while self._size > self.capacity_bytes and len(self._entries) > 1:
             _, evicted = self._entries.popitem(last=False)
-            self._size -= len(evicted)
+            self._size -= self._sizeof(evicted)
             self._evictions += 1
 
     def stats(self) -> CacheStats:
