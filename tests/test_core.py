@@ -13,10 +13,10 @@ from array_source import ArraySource
 
 from zarrfs.core import ServeOptions, build_dataset
 from zarrfs.core.array import ChunkReadError
-from zarrfs.lru import ByteLRUCache
 from zarrfs.core.chunking import default_chunks
 from zarrfs.core.options import parse_chunks, parse_size, serve_options
 from zarrfs.errors import ZarrfsError
+from zarrfs.lru import ByteLRUCache
 from zarrfs.sources import Channel, Level, PhysicalSize
 
 
@@ -138,6 +138,10 @@ def test_tree_paths_listing_and_missing_keys() -> None:
     assert list(tree.listdir("0")) == [".zarray", "0", "1"]
     assert list(tree.listdir("0/1")) == ["0", "1", "2"]
     assert list(tree.listdir("0/1/2")) == ["0", "1"]
+    assert list(tree.listdir("0", start=1)) == ["0", "1"]
+    assert list(tree.listdir("0", start=2)) == ["1"]
+    assert list(tree.listdir("0/1", start=2)) == ["2"]
+    assert list(tree.listdir("", start=1)) == [".zgroup", "0"]
     assert tree.stat("0/1/2").is_dir and tree.stat("/0/1/2/1").size == 128 * 128 * 4
     for missing in [
         "0/2",

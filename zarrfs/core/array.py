@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from zarrfs.lru import ByteLRUCache
 from zarrfs.core.codecs import OutputCodec
+from zarrfs.lru import ByteLRUCache
 from zarrfs.sources import ImageSource
 
 log = logging.getLogger(__name__)

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from zarrfs.core.array import VirtualArray
-from zarrfs.lru import ByteLRUCache
 from zarrfs.core.chunking import resolve_chunks
 from zarrfs.core.codecs import OutputCodec, make_output_codec
 from zarrfs.core.ngff import image_attributes
 from zarrfs.core.options import ServeOptions
 from zarrfs.core.tree import VirtualTree
+from zarrfs.lru import ByteLRUCache
 from zarrfs.sources import ImageSource, open_source
 
 

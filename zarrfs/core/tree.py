@@ -87,8 +87,9 @@ class VirtualTree:
             return Entry(DIRECTORY)
         return Entry(chunk.array.chunk_nbytes(chunk.index))
 
-    def listdir(self, path: str) -> Iterator[str]:
-        """Names in the directory at ``path``, produced lazily (a chunk directory can hold millions).
+    def listdir(self, path: str, start: int = 0) -> Iterator[str]:
+        """Names in the directory at ``path`` from the ``start``-th on, produced lazily: a chunk directory can
+        hold millions, and a reader that lists it page by page must not cost a full listing per page.
 
         Raises NotADirectoryError or FileNotFoundError."""
         parts = _split(path)
@@ -96,11 +97,12 @@ class VirtualTree:
         names = self._directories.get(key)
         array = self._arrays.get(key)
         if array is not None:
-            yield from sorted(names or ())
-            yield from (str(i) for i in range(array.grid[0]))
+            named = sorted(names or ())
+            yield from named[start:]
+            yield from (str(i) for i in range(max(0, start - len(named)), array.grid[0]))
             return
         if names is not None:
-            yield from sorted(names)
+            yield from sorted(names)[start:]
             return
         chunk = self._chunk_path(parts)
         if chunk is None:
@@ -110,7 +112,7 @@ class VirtualTree:
         depth = len(chunk.index)
         if depth == len(chunk.array.grid):
             raise NotADirectoryError(path)
-        yield from (str(i) for i in range(chunk.array.grid[depth]))
+        yield from (str(i) for i in range(start, chunk.array.grid[depth]))
 
     def read_file(self, path: str) -> bytes:
         """The whole content of the file at ``path``. Raises FileNotFoundError, IsADirectoryError or

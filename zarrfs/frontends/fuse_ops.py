@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import logging
 import math
 import os
@@ -121,12 +122,15 @@ class ZarrfsOperations(_fuse.Operations):
             raise FuseOSError(errno.ENOTDIR)
         return 0
 
-    def readdir(self, path: str, fh: int) -> Iterator[str]:
+    def readdir_with_offset(self, path: str, offset: int, fh: int) -> Iterator[tuple[str, None, int]]:
+        """Entries from ``offset`` on, each with the offset of the next: libfuse asks again from where its
+        buffer filled, so a directory of millions of chunks is never held in memory at once."""
         if not self._stat(path).is_dir:
             raise FuseOSError(errno.ENOTDIR)
-        yield "."
-        yield ".."
-        yield from self.tree.listdir(path)
+        special = [".", ".."][offset:]
+        names = self.tree.listdir(path, start=max(0, offset - 2))
+        for position, name in enumerate(itertools.chain(special, names), start=offset + 1):
+            yield name, None, position
 
     def open(self, path: str, flags: int) -> int:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & (os.O_TRUNC | os.O_CREAT):

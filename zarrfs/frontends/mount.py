@@ -210,18 +210,32 @@ def configure_logging(debug: bool, log_file: str | None = None) -> None:
         logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
 
 
-def run_foreground(spec: MountSpec, ready_fd: int | None = None) -> None:
-    """Serve in this process; with ``ready_fd``, report "ready" or the error line to the waiting parent."""
+class ReadyPipe:
+    """The daemon's one-line report to the waiting ``zarrfs mount``: "ready" or why not; sent at most once."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def send(self, message: str) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.write(fd, (message.replace("\n", " ") + "\n").encode())
+        except OSError:
+            pass  # the parent gave up waiting
+        finally:
+            os.close(fd)
+
+
+def run_foreground(spec: MountSpec, ready_pipe: ReadyPipe | None = None) -> None:
+    """Serve in this process; with ``ready_pipe``, report "ready" or the error line to the waiting parent."""
     # A background daemon's stderr already goes to its log file.
-    configure_logging(spec.debug, spec.log_file if ready_fd is None else None)
+    configure_logging(spec.debug, spec.log_file if ready_pipe is None else None)
 
     def report(message: str) -> None:
-        if ready_fd is not None:
-            try:
-                os.write(ready_fd, (message.replace("\n", " ") + "\n").encode())
-                os.close(ready_fd)
-            except OSError:
-                pass  # the parent gave up waiting; nothing left to tell
+        if ready_pipe is not None:
+            ready_pipe.send(message)
 
     def on_live() -> None:
         log.info("mount is live")
@@ -303,12 +317,16 @@ def unmount(mountpoint: str, lazy: bool = False) -> None:
 
 def _daemon_main() -> int:
     spec = MountSpec.from_json(sys.argv[1])
-    ready_fd = int(os.environ.pop(READY_FD_VARIABLE))
+    ready_pipe = ReadyPipe(int(os.environ.pop(READY_FD_VARIABLE)))
     try:
-        run_foreground(spec, ready_fd)
+        run_foreground(spec, ready_pipe)
     except ZarrfsError as error:
         log.error("%s", error)
         return 1
+    except Exception as error:  # a bug: the traceback goes to the log, one line to the waiting parent
+        log.exception("daemon failed")
+        ready_pipe.send(f"internal error: {type(error).__name__}: {error} (traceback in the log)")
+        return 2
     return 0
 
 
