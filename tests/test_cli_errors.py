@@ -6,8 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -71,15 +69,6 @@ def test_missing_source_and_directory_source(tmp_path: Path) -> None:
     assert_clean_failure(zarrfs("mount", tmp_path / "nope.tif", mountpoint), "source not found")
     assert_clean_failure(zarrfs("mount", tmp_path, mountpoint), "is a directory")
     assert not is_mounted(mountpoint)
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A directory an unprivileged user can enter (pytest's own tmp_path is private to root)."""
-    directory = Path(tempfile.mkdtemp(prefix="zarrfs-test-"))
-    directory.chmod(0o755)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _as_nobody(

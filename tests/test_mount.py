@@ -203,3 +203,21 @@ def test_info_describes_the_hierarchy_without_mounting(case_dir: Path) -> None:
     assert f"shape {case.expected.shape}" in result.stdout
     assert "codec:     zstd (level 1)" in result.stdout
     assert "OME-NGFF 0.4" in result.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to read the mount as another user")
+def test_fuse_options_are_passed_on_and_other_users_are_kept_out_by_default(
+    case_dir: Path, shared_dir: Path
+) -> None:
+    case = _pick_case("tiled_zlib", case_dir)
+
+    def read_as_nobody(path: Path) -> subprocess.CompletedProcess[str]:
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(path)]
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    with mounted(case.path, shared_dir / "private") as mnt:
+        denied = read_as_nobody(mnt / ".zgroup")
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    with mounted(case.path, shared_dir / "shared", "-o", "allow_other") as mnt:
+        allowed = read_as_nobody(mnt / ".zgroup")
+        assert allowed.returncode == 0 and json.loads(allowed.stdout) == {"zarr_format": 2}

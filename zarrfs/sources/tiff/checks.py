@@ -1,0 +1,174 @@
+"""Open-time validation: refuse what cannot be served (not a TIFF, no such series, a codec that is
+missing, data cut short) with a one-line message, before any chunk is requested."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import tifffile
+
+from zarrfs.errors import SourceError
+from zarrfs.sources.tiff.metadata import compression_name
+
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
+
+# Formats people mistake for TIFF, named in the error instead of "not a TIFF header".
+_OTHER_FORMAT_SIGNATURES = {
+    b"\x89PNG": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF8": "GIF",
+    b"PK\x03\x04": "ZIP",
+    b"\x89HDF": "HDF5",
+    b"ZISRAWFILE": "Zeiss CZI",
+    b"%PDF": "PDF",
+}
+
+
+def is_tiff_header(header: bytes) -> bool:
+    """True if ``header`` (the first bytes of a file) starts like a classic TIFF or a BigTIFF."""
+    return header[:4] in TIFF_SIGNATURES
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message shortened to one line, for error messages that must stay one line."""
+    text = str(error).strip().splitlines()
+    message = text[0] if text else type(error).__name__
+    return message if len(message) <= 160 else message[:157] + "..."
+
+
+def _describe_foreign_header(header: bytes) -> str:
+    for signature, name in _OTHER_FORMAT_SIGNATURES.items():
+        if header.startswith(signature):
+            return f"this is a {name} file"
+    return "no TIFF header"
+
+
+def open_tifffile(path: str) -> tifffile.TiffFile:
+    """The file parsed by tifffile, series included, or a SourceError saying why it is not a valid TIFF."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(16)
+    except OSError as error:
+        raise SourceError(f"cannot read TIFF file ({error.strerror}): {path}") from None
+    if not header:
+        raise SourceError(f"not a valid TIFF file (file is empty): {path}")
+    if not is_tiff_header(header):
+        raise SourceError(f"not a valid TIFF file ({_describe_foreign_header(header)}): {path}")
+    tiff = None
+    try:
+        tiff = tifffile.TiffFile(path)
+        tiff.series  # noqa: B018 - parses the series structure now, so failures surface here
+    except Exception as error:
+        if tiff is not None:
+            tiff.close()
+        raise SourceError(f"not a valid TIFF file ({one_line(error)}): {path}") from None
+    return tiff
+
+
+def select_series(tiff: tifffile.TiffFile, index: int, path: str) -> tifffile.TiffPageSeries:
+    count = len(tiff.series)
+    if count == 0:
+        raise SourceError(f"not a valid TIFF file (it contains no images): {path}")
+    if not 0 <= index < count:
+        available = "only series 0" if count == 1 else f"series 0-{count - 1}"
+        raise SourceError(f"series {index} does not exist: the file has {count} series ({available}): {path}")
+    return tiff.series[index]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Codecs
+
+
+def check_decodable(keyframe: tifffile.TiffPage, path: str) -> None:
+    """Fail at open, not at the first chunk, when tifffile cannot decode this kind of page.
+
+    tifffile resolves codecs when building a page's decode function and, if one is unknown, returns a function
+    that raises on every call; calling it for an empty segment touches no pixel data.
+    """
+    what = f"{compression_name(keyframe)} compression"
+    try:
+        keyframe.decode(None, 0)
+    except Exception as error:
+        reason = one_line(error)
+        if "imagecodecs" in reason:
+            if "PREDICTOR" in reason:
+                what = f"{tifffile.PREDICTOR(keyframe.predictor).name} predictor"
+            raise _missing_codec_error(what, path) from None
+        if "COMPRESSION" in reason:
+            raise SourceError(f"cannot decode {what}: tifffile does not support it: {path}") from None
+        raise SourceError(f"cannot decode this TIFF ({reason}): {path}") from None
+    if keyframe.compression != 1 and _decoder_missing(keyframe.compression):
+        raise _missing_codec_error(what, path)
+
+
+def _decoder_missing(compression: int) -> bool:
+    """True if the codec for ``compression`` is a placeholder that raises ImportError when called.
+
+    Without imagecodecs, tifffile substitutes pure-Python codecs whose module may be missing (its zstd needs
+    Python 3.14); imagecodecs builds lacking a codec provide stubs. Both only fail once called: empty input
+    tells them apart from real decoders, which reject it with an ordinary error.
+    """
+    try:
+        tifffile.TIFF.DECOMPRESSORS[compression](b"")
+    except ImportError:
+        return True
+    except Exception:  # a real decoder refusing empty input
+        return False
+    return False
+
+
+def _missing_codec_error(what: str, path: str) -> SourceError:
+    if importlib.util.find_spec("imagecodecs") is None:
+        return SourceError(f"cannot decode {what}: install imagecodecs (pip install imagecodecs): {path}")
+    return SourceError(f"cannot decode {what}: the installed imagecodecs lacks this codec: {path}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Truncation: files cut short while copying lose their tail, so compare where the data ends with the size.
+
+
+def check_contiguous_data(level: tifffile.TiffPageSeries, pages: int, path: str) -> None:
+    """``pages`` uncompressed pages stored back to back from the level's data offset."""
+    _check_data_end(level.dataoffset + pages * level.keyframe.nbytes, path)
+
+
+def check_paged_data(
+    tiff: tifffile.TiffFile, pages: Sequence[tifffile.TiffPage | tifffile.TiffFrame | None], path: str
+) -> None:
+    """Check the data of the first and last pages. Pages from other files of a multi-file OME-TIFF are
+    checked when read."""
+    present = [page for page in pages if page is not None]
+    ends = [_data_end(page) for page in present[:1] + present[-1:] if page.parent is tiff]
+    if ends:
+        _check_data_end(max(ends), path)
+
+
+def check_imagej_stack(tiff: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: str) -> None:
+    """ImageJ stacks keep all planes after the first IFD's data. When the file was cut short, tifffile drops
+    the ImageJ series and offers only the planes that have IFDs, which would silently hide the loss."""
+    metadata = tiff.imagej_metadata
+    if series.kind == "imagej" or not metadata:
+        return
+    first = tiff.pages.first
+    images = int(metadata.get("images", 1))
+    if first.is_final and images > len(tiff.pages):
+        _check_data_end(first.dataoffsets[0] + images * first.nbytes, path)
+
+
+def _data_end(page: tifffile.TiffPage | tifffile.TiffFrame) -> int:
+    offsets = np.asarray(page.dataoffsets, np.int64)
+    bytecounts = np.asarray(page.databytecounts, np.int64)
+    if offsets.size == 0 or bytecounts.size != offsets.size:
+        return 0
+    return int((offsets + bytecounts).max())
+
+
+def _check_data_end(end: int, path: str) -> None:
+    size = os.path.getsize(path)
+    if end > size:
+        raise SourceError(
+            f"file is truncated: its image data ends at byte {end} but the file has {size} bytes: {path}"
+        )
