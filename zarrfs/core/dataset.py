@@ -17,6 +17,12 @@ from zarrfs.lru import ByteLRUCache
 from zarrfs.sources import ImageSource, open_source
 
 
+def block_cache_bytes(cache_bytes: int) -> int:
+    """The share of the cache budget a source may use for decoded blocks larger than a chunk (such as one
+    huge strip); the rest holds served chunks. Together they stay within ``--cache-size``."""
+    return cache_bytes // 4
+
+
 def _json_bytes(document: dict[str, Any]) -> bytes:
     return (json.dumps(document, indent=2) + "\n").encode()
 
@@ -55,7 +61,7 @@ class Dataset:
 def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
     info = source.info
     codec = make_output_codec(options.compressor, options.clevel)
-    cache = ByteLRUCache(options.cache_bytes)
+    cache = ByteLRUCache(options.cache_bytes - block_cache_bytes(options.cache_bytes))
     name = os.path.basename(source.path)
     arrays = []
     for level_index, level in enumerate(info.levels):
@@ -74,7 +80,7 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
 def open_dataset(path: str | os.PathLike[str], options: ServeOptions | None = None) -> Dataset:
     """Open ``path`` and build its virtual tree: metadata only, no pixel data is read."""
     options = options or ServeOptions()
-    source = open_source(path, options.series)
+    source = open_source(path, options.series, block_cache_bytes(options.cache_bytes))
     try:
         return build_dataset(source, options)
     except BaseException:

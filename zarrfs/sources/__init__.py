@@ -24,17 +24,21 @@ HEADER_BYTES = 16
 
 @dataclass(frozen=True)
 class Reader:
-    """A registered format: ``sniff`` looks at the first bytes, ``open`` builds the source."""
+    """A registered format: ``sniff`` looks at the first bytes, ``open(path, series, block_cache_bytes)``
+    builds the source, which may keep decoded blocks larger than a chunk in a cache of that size."""
 
     name: str
     sniff: Callable[[bytes], bool]
-    open: Callable[[str, int], ImageSource]
+    open: Callable[[str, int, int], ImageSource]
 
 
 def _tiff_reader() -> Reader:
     from zarrfs.sources.tiff import TiffSource, is_tiff_header
 
-    return Reader("TIFF", is_tiff_header, TiffSource)
+    def open_tiff(path: str, series: int, block_cache_bytes: int) -> ImageSource:
+        return TiffSource(path, series, segment_cache_bytes=block_cache_bytes)
+
+    return Reader("TIFF", is_tiff_header, open_tiff)
 
 
 READERS: list[Callable[[], Reader]] = [_tiff_reader]
@@ -60,13 +64,18 @@ def _read_header(path: str) -> bytes:
     return header
 
 
-def open_source(path: str | os.PathLike[str], series: int = 0) -> ImageSource:
+DEFAULT_BLOCK_CACHE_BYTES = 128 * 2**20
+
+
+def open_source(
+    path: str | os.PathLike[str], series: int = 0, block_cache_bytes: int = DEFAULT_BLOCK_CACHE_BYTES
+) -> ImageSource:
     """Open ``path`` with the reader whose format matches its first bytes."""
     path = os.path.abspath(os.fspath(path))
     header = _read_header(path)
     for make_reader in READERS:
         reader = make_reader()
         if reader.sniff(header):
-            return reader.open(path, series)
+            return reader.open(path, series, block_cache_bytes)
     supported = ", ".join(make_reader().name for make_reader in READERS)
     raise SourceError(f"not a supported image format (supported: {supported}): {path}")
