@@ -7,13 +7,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from zarrfs.errors import SourceError
-from zarrfs.sources.base import CANONICAL_AXES, Channel, ImageSource, Level, PhysicalSize, SourceInfo
+from zarrfs.sources.base import (
+    CANONICAL_AXES,
+    Channel,
+    ImageSource,
+    Level,
+    NativeBlocks,
+    PhysicalSize,
+    SourceInfo,
+)
 
 __all__ = [
     "CANONICAL_AXES",
     "Channel",
     "ImageSource",
     "Level",
+    "NativeBlocks",
     "PhysicalSize",
     "SourceInfo",
     "open_source",

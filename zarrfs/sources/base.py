@@ -43,6 +43,19 @@ class Level:
     storage_unit: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class NativeBlocks:
+    """Stored blocks of a level that a standard Zarr codec decodes as they are: servable unchanged.
+
+    ``block_shape`` is per canonical axis (1 on t and z; on c 1 too, samples must be stored planar), every
+    block full-size (edge blocks padded, as TIFF tiles are); ``codec`` is "none", "zlib" or "zstd" and the
+    decoded bytes are the block's pixels in C order, little-endian.
+    """
+
+    block_shape: tuple[int, ...]
+    codec: str
+
+
 @dataclass
 class SourceInfo:
     """Everything the core needs to know about a source, read at open time from metadata only."""
@@ -69,6 +82,15 @@ class ImageSource(ABC):
         Raises SourceError (or any exception) when the data cannot be read or decoded; the caller turns it
         into an I/O error for the one chunk that needed it.
         """
+
+    def native_blocks(self, level: int) -> NativeBlocks | None:
+        """The level's blocks that can be served unchanged, or None (the default) when none can."""
+        return None
+
+    def read_native_block(self, level: int, index: tuple[int, ...]) -> bytes | None:
+        """The stored bytes of block ``index`` (in the grid of ``native_blocks(level).block_shape``), or None
+        when the file stores no data for it (a sparse block: the caller serves fill values)."""
+        raise NotImplementedError(f"{type(self).__name__} has no native blocks")
 
     @abstractmethod
     def close(self) -> None:
