@@ -12,8 +12,8 @@ import pytest
 from array_source import ArraySource
 
 from zarrfs.core import ServeOptions, build_dataset
-from zarrfs.core.array import ChunkReadError
 from zarrfs.core.chunking import default_chunks
+from zarrfs.core.levels import ChunkReadError
 from zarrfs.core.options import parse_chunks, parse_size, serve_options
 from zarrfs.errors import ZarrfsError
 from zarrfs.lru import ByteLRUCache
@@ -103,7 +103,9 @@ def test_default_chunks_are_whole_multiples_of_tiles() -> None:
 
 
 def _dataset(data: np.ndarray, axes: str, **options: object):
+    """A v2-only, single-level dataset: what these tests look at."""
     source = ArraySource(data, axes, storage_unit=(1,) * (data.ndim - 2) + (64, 64))
+    options = {"ngff": "0.4", "levels": 1, **options}
     return source, build_dataset(source, serve_options(**options))
 
 
@@ -181,7 +183,7 @@ def test_ngff_attributes_from_source_metadata() -> None:
                         "y": PhysicalSize(0.5, "micrometer")},
         channels=[Channel("DAPI", "0000FF"), Channel(None, None)],
     )  # fmt: skip
-    dataset = build_dataset(source, ServeOptions())
+    dataset = build_dataset(source, ServeOptions(levels=1))
     attrs = json.loads(dataset.tree.read_file(".zattrs"))
     multiscales = attrs["multiscales"][0]
     assert multiscales["version"] == "0.4"
@@ -203,7 +205,7 @@ def test_ngff_attributes_from_source_metadata() -> None:
 def test_failing_source_region_fails_one_chunk_only() -> None:
     data = np.ones((128, 128), dtype=np.uint8)
     source = ArraySource(data, "yx", storage_unit=(64, 64), failing_regions={(64, 0)})
-    dataset = build_dataset(source, serve_options(chunks="64,64"))
+    dataset = build_dataset(source, serve_options(chunks="64,64", levels=1))
     with pytest.raises(ChunkReadError, match="corrupt tile"):
         dataset.tree.read_file("0/1/0")
     assert dataset.tree.read_file("0/0/0") == b"\x01" * 64 * 64

@@ -27,7 +27,7 @@ def test_every_case_reads_back_equal_through_the_store(name: str, tmp_path: Path
 
 def test_store_lists_keys_and_is_read_only(tmp_path: Path) -> None:
     case = CASES["uint16_tiled_zlib"](tmp_path)
-    store = zarrfs.open_store(case.path, chunks="128,128")
+    store = zarrfs.open_store(case.path, chunks="128,128", ngff="0.4", levels=1)
     assert isinstance(store, ZarrfsStore) and store.read_only
 
     async def listings() -> tuple[list[str], list[str], list[str]]:

@@ -12,7 +12,7 @@ import click
 
 from zarrfs import __version__
 from zarrfs.core.codecs import COMPRESSOR_NAMES
-from zarrfs.core.options import serve_options
+from zarrfs.core.options import DOWNSAMPLE_METHODS, NGFF_VERSIONS, serve_options
 from zarrfs.errors import ZarrfsError
 
 
@@ -49,12 +49,27 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
                           "'1,1,16,256,256' sets t,c,z,y,x. Default: a multiple of the source's tiles "
                           "or strips of about 512x512 (no tile is decoded for two chunks)."),
         click.option("--compressor", type=click.Choice(COMPRESSOR_NAMES), default="none", show_default=True,
-                     help="Codec of the served chunks. 'none' is cheapest to serve and its file sizes are "
-                          "known without work; compressed chunks are encoded when first listed or read."),
+                     help="Codec of the served chunks (zlib is served as gzip on Zarr v3). 'none' is "
+                          "cheapest to serve and its file sizes are known without work; compressed chunks "
+                          "are encoded when first listed or read."),
         click.option("--clevel", type=int,
                      help="Compression level (default: blosc 5 for lz4, 3 for zstd; zstd 1; zlib 1)."),
         click.option("--cache-size", default="512MiB", show_default=True, metavar="SIZE",
-                     help="Memory for the LRU cache of served chunks, e.g. 2GiB."),
+                     help="Memory for the daemon's caches, e.g. 2GiB."),
+        click.option("--ngff", type=click.Choice(["all", *NGFF_VERSIONS]), default="all", show_default=True,
+                     help="Layouts to serve: 0.4 (Zarr v2; Fiji, MoBIE) and 0.5 (Zarr v3) side by side, "
+                          "or only one."),
+        click.option("--levels", type=int,
+                     help="Total resolution levels (stored + computed). Default: halve until one chunk "
+                          "covers a plane."),
+        click.option("--downsample", type=click.Choice(DOWNSAMPLE_METHODS), default="mean", show_default=True,
+                     help="How computed levels are made: mean for intensities, mode or nearest for labels."),
+        click.option("--shards", type=int, metavar="N",
+                     help="Zarr v3: put NxN chunks (in y and x) in one shard file, for file systems that "
+                          "suffer from many small files."),
+        click.option("--passthrough", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
+                     help="auto: where chunks are the source's tiles and the compressor matches their codec "
+                          "(none, zlib=deflate, zstd), serve the stored bytes unchanged."),
     ]  # fmt: skip
     for flag in reversed(flags):
         command = flag(command)
@@ -64,7 +79,7 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="zarrfs")
 def main() -> None:
-    """Serve a TIFF / OME-TIFF / BigTIFF image as a live, read-only OME-Zarr (NGFF 0.4) tree.
+    """Serve a TIFF / OME-TIFF / BigTIFF image as a live, read-only OME-Zarr tree (NGFF 0.4 and 0.5).
 
     Nothing is converted or copied: metadata and chunk files are made on demand from the source.
 
@@ -97,9 +112,8 @@ def main() -> None:
 )
 @click.option("--debug", is_flag=True, help="Log every FUSE request (very verbose).")
 @_fail_cleanly
-def mount(source: str, mountpoint: str, series: int, chunks: str | None, compressor: str,
-          clevel: int | None, cache_size: str, foreground: bool, fuse_options: tuple[str, ...],
-          log_file: str | None, debug: bool) -> None:  # fmt: skip
+def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[str, ...],
+          log_file: str | None, debug: bool, **serve: Any) -> None:  # fmt: skip
     """Mount SOURCE at MOUNTPOINT as an OME-Zarr hierarchy (read-only).
 
     Returns once the mount is live (exit 0) or failed (non-zero, with the reason).
@@ -109,7 +123,7 @@ def mount(source: str, mountpoint: str, series: int, chunks: str | None, compres
     spec = MountSpec(
         source=os.path.abspath(source),
         mountpoint=os.path.abspath(mountpoint),
-        options=serve_options(series, chunks, compressor, clevel, cache_size),
+        options=serve_options(**serve),
         fuse_options=parse_fuse_options(fuse_options),
         log_file=log_file,
         debug=debug,
@@ -135,13 +149,12 @@ def unmount(mountpoint: str, lazy: bool) -> None:
 @click.argument("source", type=click.Path(readable=False))
 @_serve_option_flags
 @_fail_cleanly
-def info(source: str, series: int, chunks: str | None, compressor: str, clevel: int | None,
-         cache_size: str) -> None:  # fmt: skip
+def info(source: str, **serve: Any) -> None:
     """Print the hierarchy a mount of SOURCE would expose, without mounting."""
     from zarrfs.core import open_dataset
     from zarrfs.core.describe import describe
 
-    dataset = open_dataset(source, serve_options(series, chunks, compressor, clevel, cache_size))
+    dataset = open_dataset(source, serve_options(**serve))
     try:
         click.echo(describe(dataset))
     finally:

@@ -1,4 +1,9 @@
-"""A source image served as an OME-NGFF 0.4 image on Zarr v2: the arrays, their metadata and the tree."""
+"""A source image served as an OME-Zarr image: its levels, arrays, metadata documents and tree.
+
+Both layouts can be served from one tree, their keys never collide: NGFF 0.4 on Zarr v2 (``.zgroup``,
+``.zattrs``, ``<level>/.zarray``, chunks ``<level>/<i>/<j>/...``) and NGFF 0.5 on Zarr v3 (``zarr.json``,
+``<level>/zarr.json``, chunks ``<level>/c/<i>/<j>/...``). Both share the chunk pixels in the cache.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,17 @@ from typing import Any
 
 from zarrfs.core.array import VirtualArray
 from zarrfs.core.chunking import resolve_chunks
-from zarrfs.core.codecs import OutputCodec, make_output_codec
-from zarrfs.core.ngff import image_attributes
+from zarrfs.core.codecs import Compressor, make_compressor, make_encoding, native_encoding
+from zarrfs.core.levels import PixelLevel, StoredLevel, new_cache
+from zarrfs.core.ngff import image_attributes_v04, image_attributes_v05
 from zarrfs.core.options import ServeOptions
-from zarrfs.core.tree import VirtualTree
+from zarrfs.core.pyramid import computed_levels
+from zarrfs.core.sharding import ShardedArray
+from zarrfs.core.tree import ChunkFiles, VirtualTree
 from zarrfs.lru import ByteLRUCache
 from zarrfs.sources import ImageSource, open_source
+
+ZARR_FORMAT = {"0.4": 2, "0.5": 3}
 
 
 def block_cache_bytes(cache_bytes: int) -> int:
@@ -34,23 +44,59 @@ def zarray_metadata(array: VirtualArray) -> dict[str, Any]:
         "shape": list(array.shape),
         "chunks": list(array.chunks),
         "dtype": array.dtype.str,
-        "compressor": array.codec.v2_config,
-        "fill_value": array.fill_value,
+        "compressor": array.encoding.metadata,
+        "fill_value": array.level.fill_value,
         "order": "C",
         "filters": None,
         "dimension_separator": "/",
     }
 
 
+def zarr_json_array_metadata(array: VirtualArray, axes: str, shards: ShardedArray | None) -> dict[str, Any]:
+    """The ``zarr.json`` document of a Zarr v3 array, sharded or not."""
+    dtype = array.dtype
+    codecs: list[dict[str, Any]] = [{"name": "bytes", "configuration": {"endian": "little"}}]
+    if array.encoding.metadata is not None:
+        codecs.append(array.encoding.metadata)
+    grid_shape = array.chunks
+    if shards is not None:
+        grid_shape = shards.shard_shape
+        index_codecs = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
+        sharding = {"chunk_shape": list(array.chunks), "codecs": codecs, "index_codecs": index_codecs}
+        codecs = [{"name": "sharding_indexed", "configuration": {**sharding, "index_location": "end"}}]
+    return {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": list(array.shape),
+        "data_type": "bool" if dtype.kind == "b" else dtype.name,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(grid_shape)}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": array.level.fill_value,
+        "codecs": codecs,
+        "attributes": {},
+        "dimension_names": list(axes),
+    }
+
+
+@dataclass
+class Layout:
+    """One served representation: an NGFF version, its arrays (one per level) and their chunk files."""
+
+    ngff: str
+    arrays: list[VirtualArray]
+    files: list[ChunkFiles]  # the arrays themselves, or shard files over them
+
+
 @dataclass
 class Dataset:
-    """Everything served for one source; owns the source and the chunk cache."""
+    """Everything served for one source; owns the source and the shared cache."""
 
     source: ImageSource
     options: ServeOptions
-    codec: OutputCodec
-    cache: ByteLRUCache
-    arrays: list[VirtualArray]
+    compressor: Compressor
+    cache: ByteLRUCache[Any]
+    levels: list[PixelLevel]
+    layouts: list[Layout]
     tree: VirtualTree
     name: str
 
@@ -58,23 +104,87 @@ class Dataset:
         self.source.close()
 
 
+def _native_source(
+    source: ImageSource, level: PixelLevel, compressor: Compressor, zarr_format: int, enabled: bool
+) -> tuple[ImageSource, int] | None:
+    """The source and level to pass stored blocks through from, when they are exactly this array's chunks."""
+    if not enabled or not isinstance(level, StoredLevel):
+        return None
+    native = source.native_blocks(level.level)
+    if native is None or native.block_shape != level.chunks:
+        return None
+    if not native_encoding(native.codec, zarr_format, compressor):
+        return None
+    return source, level.level
+
+
+def _build_layout(
+    ngff: str, source: ImageSource, levels: list[PixelLevel], compressor: Compressor, options: ServeOptions
+) -> Layout:
+    zarr_format = ZARR_FORMAT[ngff]
+    arrays, files = [], []
+    for level in levels:
+        encoding = make_encoding(compressor, zarr_format, level.dtype)
+        native = _native_source(source, level, compressor, zarr_format, options.passthrough)
+        array = VirtualArray(level, encoding, native)
+        arrays.append(array)
+        if zarr_format == 3 and options.shards is not None:
+            per_shard = tuple(
+                min(options.shards, grid) if axis in "yx" else 1
+                for axis, grid in zip(source.info.axes, array.grid, strict=True)
+            )
+            files.append(ShardedArray(array, per_shard))
+        else:
+            files.append(array)
+    return Layout(ngff, arrays, files)
+
+
+def _documents(layout: Layout, source: ImageSource, name: str, method: str | None) -> dict[str, bytes]:
+    info = source.info
+    levels = [(array.level.name, array.level.downsampling) for array in layout.arrays]
+    if layout.ngff == "0.4":
+        documents = {
+            ".zgroup": _json_bytes({"zarr_format": 2}),
+            ".zattrs": _json_bytes(image_attributes_v04(info, levels, name, method)),
+        }
+        for array in layout.arrays:
+            documents[f"{array.level.name}/.zarray"] = _json_bytes(zarray_metadata(array))
+        return documents
+    group = {
+        "zarr_format": 3,
+        "node_type": "group",
+        "attributes": image_attributes_v05(info, levels, name, method),
+    }
+    documents = {"zarr.json": _json_bytes(group)}
+    for array, files in zip(layout.arrays, layout.files, strict=True):
+        shards = files if isinstance(files, ShardedArray) else None
+        metadata = zarr_json_array_metadata(array, info.axes, shards)
+        documents[f"{array.level.name}/zarr.json"] = _json_bytes(metadata)
+    return documents
+
+
 def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
     info = source.info
-    codec = make_output_codec(options.compressor, options.clevel)
-    cache = ByteLRUCache(options.cache_bytes - block_cache_bytes(options.cache_bytes))
+    compressor = make_compressor(options.compressor, options.clevel)
+    cache = new_cache(options.cache_bytes - block_cache_bytes(options.cache_bytes))
     name = os.path.basename(source.path)
-    arrays = []
-    for level_index, level in enumerate(info.levels):
-        chunks = resolve_chunks(info.axes, level, info.dtype.itemsize, options.chunks)
-        arrays.append(VirtualArray(str(level_index), source, level_index, chunks, codec, cache))
-    documents = {
-        ".zgroup": _json_bytes({"zarr_format": 2}),
-        ".zattrs": _json_bytes(image_attributes(info, [array.name for array in arrays], name)),
-    }
-    for array in arrays:
-        documents[f"{array.name}/.zarray"] = _json_bytes(zarray_metadata(array))
-    tree = VirtualTree(documents, {array.name: array for array in arrays})
-    return Dataset(source, options, codec, cache, arrays, tree, name)
+    levels: list[PixelLevel] = []
+    for index, stored in enumerate(info.levels):
+        chunks = resolve_chunks(info.axes, stored, info.dtype.itemsize, options.chunks)
+        levels.append(StoredLevel(source, index, chunks, cache))
+    added = computed_levels(levels, info, options)
+    method = options.downsample if added else None
+    levels += added
+    layouts = [_build_layout(ngff, source, levels, compressor, options) for ngff in options.ngff]
+    documents: dict[str, bytes] = {}
+    arrays: dict[str, dict[str, ChunkFiles]] = {}
+    for layout in layouts:
+        documents.update(_documents(layout, source, name, method))
+        prefix = "" if layout.ngff == "0.4" else "c"
+        for level, files in zip(levels, layout.files, strict=True):
+            arrays.setdefault(level.name, {})[prefix] = files
+    tree = VirtualTree(documents, arrays)
+    return Dataset(source, options, compressor, cache, levels, layouts, tree, name)
 
 
 def open_dataset(path: str | os.PathLike[str], options: ServeOptions | None = None) -> Dataset:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import math
 
-from zarrfs.core.dataset import Dataset
+from zarrfs.core.dataset import Dataset, Layout
+from zarrfs.core.pyramid import ComputedLevel
+from zarrfs.core.sharding import ShardedArray
+
+LAYOUT_NAMES = {
+    "0.4": "NGFF 0.4 on Zarr v2: .zgroup, .zattrs, <level>/.zarray, chunks <level>/<i>/<j>/...",
+    "0.5": "NGFF 0.5 on Zarr v3: zarr.json, <level>/zarr.json, chunks <level>/c/<i>/<j>/...",
+}
 
 
 def _human_bytes(size: float) -> str:
@@ -13,6 +20,17 @@ def _human_bytes(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def _layout_lines(layout: Layout) -> list[str]:
+    lines = [f"  {LAYOUT_NAMES[layout.ngff]}"]
+    for array, files in zip(layout.arrays, layout.files, strict=True):
+        codec = "stored tiles passed through" if array.native is not None else array.encoding.name
+        files_text = f"{math.prod(files.grid)} chunk files"
+        if isinstance(files, ShardedArray):
+            files_text = f"{math.prod(files.grid)} shard files of {files.shard_shape}"
+        lines.append(f"    {array.level.name}/  codec {codec}, {files_text}")
+    return lines
 
 
 def describe(dataset: Dataset) -> str:
@@ -24,27 +42,26 @@ def describe(dataset: Dataset) -> str:
         f"{channel.name or f'Channel {i}'}" + (f" ({channel.color})" if channel.color else "")
         for i, channel in enumerate(info.channels)
     )
-    codec = dataset.codec.name + (
-        f" (level {dataset.codec.level})" if dataset.codec.level is not None else ""
-    )
+    compressor = dataset.compressor
+    codec = compressor.name + (f" (level {compressor.level})" if compressor.level is not None else "")
     lines = [
         f"source:    {dataset.source.path}",
         f"format:    {info.description}",
         f"axes:      {', '.join(info.axes)}",
         f"physical:  {physical or 'unknown (scale 1 per pixel)'}",
         f"channels:  {channels or 'unnamed'}",
-        "layout:    OME-NGFF 0.4 on Zarr v2 (.zgroup, .zattrs, .zarray; '/'-nested chunk keys)",
         f"codec:     {codec}",
-        f"cache:     {_human_bytes(dataset.cache.capacity_bytes)}",
-        "arrays:",
+        f"cache:     {_human_bytes(dataset.options.cache_bytes)}",
+        "levels:",
     ]
-    for array in dataset.arrays:
-        files = math.prod(array.grid)
+    for level in dataset.levels:
+        origin = f"computed ({level.method})" if isinstance(level, ComputedLevel) else "stored"
+        size = _human_bytes(math.prod(level.shape) * level.dtype.itemsize)
         lines.append(
-            f"  {array.name}/  shape {array.shape}  chunks {array.chunks}  dtype {array.dtype.str}  "
-            f"{files} chunk files ({'x'.join(map(str, array.grid))})  "
-            f"{_human_bytes(math.prod(array.shape) * array.dtype.itemsize)} uncompressed"
+            f"  {level.name}/  shape {level.shape}  chunks {level.chunks}  dtype {level.dtype.str}  "
+            f"{origin}  {size} uncompressed"
         )
-    keys = "/".join(f"<{axis}>" for axis in info.axes)
-    lines.append(f"chunk key: <array>/{keys}  e.g. 0/{'/'.join('0' * len(info.axes))}")
+    lines.append("layouts:")
+    for layout in dataset.layouts:
+        lines += _layout_lines(layout)
     return "\n".join(lines)

@@ -31,26 +31,37 @@ def axes_metadata(info: SourceInfo) -> list[dict[str, str]]:
     return axes
 
 
-def level_scale(info: SourceInfo, level_shape: tuple[int, ...]) -> list[float]:
-    """Physical size of one pixel of a level: the source's pixel size times the level's downsampling."""
-    full_shape = info.levels[0].shape
-    scale = []
-    for name, full, reduced in zip(info.axes, full_shape, level_shape, strict=True):
+def level_transformations(info: SourceInfo, downsampling: tuple[float, ...]) -> list[dict[str, Any]]:
+    """Scale (pixel size of the level) and, where pixels cover blocks of level 0, the translation of their
+    centres: a pixel made from f pixels of level 0 is centred (f - 1) / 2 of them from the block's edge."""
+    scale, translation = [], []
+    for name, factor in zip(info.axes, downsampling, strict=True):
         size = info.physical_sizes.get(name)
         base = size.value if size is not None and name != "c" else 1.0
-        scale.append(float(base * full / reduced))
-    return scale
+        scale.append(float(base * factor))
+        translation.append(float(base * (factor - 1) / 2))
+    transformations: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
+    if any(translation):
+        transformations.append({"type": "translation", "translation": translation})
+    return transformations
 
 
-def multiscales_metadata(info: SourceInfo, paths: list[str], name: str) -> dict[str, Any]:
-    datasets = [
-        {
-            "path": path,
-            "coordinateTransformations": [{"type": "scale", "scale": level_scale(info, level.shape)}],
-        }
-        for path, level in zip(paths, info.levels, strict=True)
-    ]
-    return {"version": "0.4", "name": name, "axes": axes_metadata(info), "datasets": datasets}
+def multiscales_metadata(
+    info: SourceInfo, levels: list[tuple[str, tuple[float, ...]]], name: str, method: str | None
+) -> dict[str, Any]:
+    """One multiscales entry: ``levels`` are (path, downsampling factors) from high to low resolution."""
+    multiscale: dict[str, Any] = {
+        "name": name,
+        "axes": axes_metadata(info),
+        "datasets": [
+            {"path": path, "coordinateTransformations": level_transformations(info, factors)}
+            for path, factors in levels
+        ],
+    }
+    if method is not None:
+        multiscale["type"] = method
+        multiscale["metadata"] = {"description": f"levels computed on demand by zarrfs ({method} of blocks)"}
+    return multiscale
 
 
 def display_window(dtype: np.dtype) -> dict[str, float]:
@@ -83,9 +94,24 @@ def omero_metadata(info: SourceInfo, name: str) -> dict[str, Any]:
     # Viewers open on the middle plane of a stack, where the sample usually is.
     middle_z = info.levels[0].shape[info.axes.index("z")] // 2 if "z" in info.axes else 0
     rdefs = {"model": "greyscale" if count == 1 else "color", "defaultZ": middle_z, "defaultT": 0}
-    return {"name": name, "version": "0.4", "channels": channels, "rdefs": rdefs}
+    return {"name": name, "channels": channels, "rdefs": rdefs}
 
 
-def image_attributes(info: SourceInfo, paths: list[str], name: str) -> dict[str, Any]:
-    """The group ``.zattrs`` of an NGFF 0.4 image."""
-    return {"multiscales": [multiscales_metadata(info, paths, name)], "omero": omero_metadata(info, name)}
+def image_attributes_v04(
+    info: SourceInfo, levels: list[tuple[str, tuple[float, ...]]], name: str, method: str | None
+) -> dict[str, Any]:
+    """The group ``.zattrs`` of an NGFF 0.4 image (Zarr v2)."""
+    multiscales = {"version": "0.4", **multiscales_metadata(info, levels, name, method)}
+    return {"multiscales": [multiscales], "omero": {"version": "0.4", **omero_metadata(info, name)}}
+
+
+def image_attributes_v05(
+    info: SourceInfo, levels: list[tuple[str, tuple[float, ...]]], name: str, method: str | None
+) -> dict[str, Any]:
+    """The group attributes of an NGFF 0.5 image (Zarr v3): everything under "ome", versioned once."""
+    ome = {
+        "version": "0.5",
+        "multiscales": [multiscales_metadata(info, levels, name, method)],
+        "omero": omero_metadata(info, name),
+    }
+    return {"ome": ome}

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from zarrfs.errors import ZarrfsError
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
+NGFF_VERSIONS = ("0.4", "0.5")
+DOWNSAMPLE_METHODS = ("mean", "nearest", "mode")
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -27,6 +29,11 @@ class ServeOptions:
     compressor: str = "none"
     clevel: int | None = None
     cache_bytes: int = DEFAULT_CACHE_BYTES
+    ngff: tuple[str, ...] = NGFF_VERSIONS  # layouts served side by side: 0.4 on Zarr v2, 0.5 on Zarr v3
+    levels: int | None = None  # total resolution levels; None: down to one chunk per plane
+    downsample: str = "mean"  # how computed levels are made
+    shards: int | None = None  # Zarr v3 only: chunks per shard file along y and x
+    passthrough: bool = True  # serve stored tiles unchanged where they already are the chunks
 
 
 def parse_size(text: str) -> int:
@@ -55,14 +62,36 @@ def serve_options(
     compressor: str = "none",
     clevel: int | None = None,
     cache_size: str | int = DEFAULT_CACHE_BYTES,
+    ngff: str = "all",
+    levels: int | None = None,
+    downsample: str = "mean",
+    shards: int | None = None,
+    passthrough: str | bool = "auto",
 ) -> ServeOptions:
     """Build ServeOptions from what a user typed (strings, as on the command line) or from Python values."""
     if series < 0:
         raise ZarrfsError(f"--series must be 0 or more, not {series}")
+    if ngff not in ("all", *NGFF_VERSIONS):
+        raise ZarrfsError(f"--ngff must be one of: all, {', '.join(NGFF_VERSIONS)}; not {ngff!r}")
+    if levels is not None and levels < 1:
+        raise ZarrfsError(f"--levels must be 1 or more, not {levels}")
+    if downsample not in DOWNSAMPLE_METHODS:
+        raise ZarrfsError(f"--downsample must be one of: {', '.join(DOWNSAMPLE_METHODS)}; not {downsample!r}")
+    if shards is not None and shards < 1:
+        raise ZarrfsError(f"--shards must be 1 or more, not {shards}")
+    if shards is not None and ngff == "0.4":
+        raise ZarrfsError("--shards needs Zarr v3: use --ngff 0.5 or all (NGFF 0.4 is Zarr v2, unsharded)")
+    if passthrough not in ("auto", "off", True, False):
+        raise ZarrfsError(f"--passthrough must be auto or off, not {passthrough!r}")
     return ServeOptions(
         series=series,
         chunks=parse_chunks(chunks) if isinstance(chunks, str) else (tuple(chunks) if chunks else None),
         compressor=compressor,
         clevel=clevel,
         cache_bytes=parse_size(cache_size) if isinstance(cache_size, str) else int(cache_size),
+        ngff=NGFF_VERSIONS if ngff == "all" else (ngff,),
+        levels=levels,
+        downsample=downsample,
+        shards=shards,
+        passthrough=passthrough in ("auto", True),
     )

@@ -1,6 +1,8 @@
-"""The virtual file tree: paths -> directories, metadata documents and chunk files.
+"""The virtual file tree: paths -> directories, metadata documents and chunk (or shard) files.
 
-Front ends (FUSE, the zarr store) only ask this tree; it knows nothing about them.
+Front ends (FUSE, the zarr store) only ask this tree; it knows nothing about them. An array directory can
+hold the chunk files of several Zarr formats side by side: v2 keys are ``<dir>/<i>/<j>/...``, v3 keys
+``<dir>/c/<i>/<j>/...``; a key prefix tells them apart.
 """
 
 from __future__ import annotations
@@ -8,10 +10,23 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
-from zarrfs.core.array import ChunkIndex, VirtualArray
+from zarrfs.core.levels import ChunkIndex
 
 DIRECTORY = -1
+
+
+class ChunkFiles(Protocol):
+    """Files on a grid (chunks or shards) whose exact sizes are known before they are read."""
+
+    grid: tuple[int, ...]
+
+    def contains(self, index: ChunkIndex) -> bool: ...
+
+    def file_size(self, index: ChunkIndex) -> int: ...
+
+    def read(self, index: ChunkIndex, offset: int, size: int) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -27,8 +42,12 @@ class Entry:
 
 @dataclass(frozen=True)
 class _ChunkPath:
-    array: VirtualArray
-    index: ChunkIndex  # shorter than the array's rank for the directories above chunk files
+    files: ChunkFiles
+    index: ChunkIndex  # shorter than the grid's rank for the directories above chunk files
+
+    @property
+    def is_dir(self) -> bool:
+        return len(self.index) < len(self.files.grid)
 
 
 def _split(path: str) -> list[str]:
@@ -36,39 +55,52 @@ def _split(path: str) -> list[str]:
     return [] if normalized == "/" else normalized.strip("/").split("/")
 
 
-class VirtualTree:
-    """A read-only tree of small metadata documents and arrays whose chunk files sit under their directory
-    with "/"-separated keys (``<array>/<i0>/<i1>/...``)."""
+def _is_index(key: str) -> bool:
+    return key.isdigit() and key == str(int(key))
 
-    def __init__(self, documents: dict[str, bytes], arrays: dict[str, VirtualArray]) -> None:
+
+class VirtualTree:
+    """A read-only tree of small metadata documents and arrays' chunk files.
+
+    ``arrays`` maps an array directory to its chunk file sets by key prefix: "" for v2, "c" for v3.
+    """
+
+    def __init__(self, documents: dict[str, bytes], arrays: dict[str, dict[str, ChunkFiles]]) -> None:
         self._documents = {"/".join(_split(key)): value for key, value in documents.items()}
-        self._arrays = {"/".join(_split(key)): array for key, array in arrays.items()}
-        # Directories holding documents or arrays, with their named children (small: metadata only).
+        self._arrays = {"/".join(_split(key)): files for key, files in arrays.items()}
+        # Directories holding documents, arrays or key prefixes, with their named children (metadata only).
         self._directories: dict[str, set[str]] = {"": set()}
-        for path in [*self._documents, *self._arrays]:
+        prefixes = [f"{path}/{prefix}" for path, sets in self._arrays.items() for prefix in sets if prefix]
+        for path in [*self._documents, *self._arrays, *prefixes]:
             parts = path.split("/")
             for depth in range(len(parts)):
                 self._directories.setdefault("/".join(parts[:depth]), set()).add(parts[depth])
-        for path in self._arrays:
+        for path in [*self._arrays, *prefixes]:
             self._directories.setdefault(path, set())
-
-    @property
-    def arrays(self) -> dict[str, VirtualArray]:
-        return self._arrays
+        # Directories whose listing continues with the top chunk indices of a file set.
+        self._listing_sets: dict[str, ChunkFiles] = {}
+        for path, sets in self._arrays.items():
+            for prefix, files in sets.items():
+                self._listing_sets[f"{path}/{prefix}" if prefix else path] = files
 
     def _chunk_path(self, parts: list[str]) -> _ChunkPath | None:
         """Resolve ``parts`` to a chunk file or chunk directory of one array, or None."""
         for depth in range(len(parts) - 1, 0, -1):
-            array = self._arrays.get("/".join(parts[:depth]))
-            if array is None:
+            sets = self._arrays.get("/".join(parts[:depth]))
+            if sets is None:
                 continue
             keys = parts[depth:]
-            if len(keys) > len(array.grid) or not all(key.isdigit() and key == str(int(key)) for key in keys):
+            files = sets.get(keys[0]) if keys[0] in sets and keys[0] else None
+            if files is not None:
+                keys = keys[1:]
+            else:
+                files = sets.get("")
+            if files is None or not keys or len(keys) > len(files.grid) or not all(map(_is_index, keys)):
                 return None
             index = tuple(int(key) for key in keys)
-            if any(i >= n for i, n in zip(index, array.grid, strict=False)):
+            if any(i >= n for i, n in zip(index, files.grid, strict=False)):
                 return None
-            return _ChunkPath(array, index)
+            return _ChunkPath(files, index)
         return None
 
     def stat(self, path: str) -> Entry | None:
@@ -83,9 +115,9 @@ class VirtualTree:
         chunk = self._chunk_path(parts)
         if chunk is None:
             return None
-        if len(chunk.index) < len(chunk.array.grid):
+        if chunk.is_dir:
             return Entry(DIRECTORY)
-        return Entry(chunk.array.chunk_nbytes(chunk.index))
+        return Entry(chunk.files.file_size(chunk.index))
 
     def listdir(self, path: str, start: int = 0) -> Iterator[str]:
         """Names in the directory at ``path`` from the ``start``-th on, produced lazily: a chunk directory can
@@ -95,41 +127,44 @@ class VirtualTree:
         parts = _split(path)
         key = "/".join(parts)
         names = self._directories.get(key)
-        array = self._arrays.get(key)
-        if array is not None:
-            named = sorted(names or ())
-            yield from named[start:]
-            yield from (str(i) for i in range(max(0, start - len(named)), array.grid[0]))
-            return
         if names is not None:
-            yield from sorted(names)[start:]
+            named = sorted(names)
+            yield from named[start:]
+            files = self._listing_sets.get(key)
+            if files is not None:
+                yield from (str(i) for i in range(max(0, start - len(named)), files.grid[0]))
             return
         chunk = self._chunk_path(parts)
         if chunk is None:
             if key in self._documents:
                 raise NotADirectoryError(path)
             raise FileNotFoundError(path)
-        depth = len(chunk.index)
-        if depth == len(chunk.array.grid):
+        if not chunk.is_dir:
             raise NotADirectoryError(path)
-        yield from (str(i) for i in range(start, chunk.array.grid[depth]))
+        yield from (str(i) for i in range(start, chunk.files.grid[len(chunk.index)]))
 
-    def read_file(self, path: str) -> bytes:
-        """The whole content of the file at ``path``. Raises FileNotFoundError, IsADirectoryError or
-        ChunkReadError (an OSError) when the source cannot be read for a chunk."""
+    def read(self, path: str, offset: int, size: int) -> bytes:
+        """Bytes ``offset`` to ``offset + size`` of the file at ``path``. Raises FileNotFoundError,
+        IsADirectoryError or ChunkReadError (an OSError) when the source cannot be read for a chunk."""
         parts = _split(path)
         key = "/".join(parts)
         document = self._documents.get(key)
         if document is not None:
-            return document
-        chunk = self._chunk_path(parts)
-        if chunk is None or key in self._directories:
-            if key in self._directories:
-                raise IsADirectoryError(path)
-            raise FileNotFoundError(path)
-        if len(chunk.index) < len(chunk.array.grid):
+            return document[offset : offset + size]
+        if key in self._directories:
             raise IsADirectoryError(path)
-        return chunk.array.chunk_bytes(chunk.index)
+        chunk = self._chunk_path(parts)
+        if chunk is None:
+            raise FileNotFoundError(path)
+        if chunk.is_dir:
+            raise IsADirectoryError(path)
+        return chunk.files.read(chunk.index, offset, size)
 
-    def read(self, path: str, offset: int, size: int) -> bytes:
-        return self.read_file(path)[offset : offset + size]
+    def read_file(self, path: str) -> bytes:
+        """The whole file at ``path`` (same errors as ``read``)."""
+        entry = self.stat(path)
+        if entry is None:
+            raise FileNotFoundError(path)
+        if entry.is_dir:
+            raise IsADirectoryError(path)
+        return self.read(path, 0, entry.size)

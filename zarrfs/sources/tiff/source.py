@@ -7,7 +7,7 @@ import tifffile
 
 from zarrfs.errors import SourceError
 from zarrfs.lru import ByteLRUCache
-from zarrfs.sources.base import ImageSource, Level, SourceInfo
+from zarrfs.sources.base import ImageSource, Level, NativeBlocks, SourceInfo
 from zarrfs.sources.tiff.checks import (
     check_contiguous_data,
     check_decodable,
@@ -18,6 +18,7 @@ from zarrfs.sources.tiff.checks import (
 )
 from zarrfs.sources.tiff.layout import AxisMap, plan_level
 from zarrfs.sources.tiff.metadata import describe, image_metadata
+from zarrfs.sources.tiff.native import NativeLevel, native_level
 from zarrfs.sources.tiff.pixelfile import PixelFile
 from zarrfs.sources.tiff.readers import ContiguousLevel, LevelReader, PagedLevel, segment_cache
 
@@ -35,6 +36,7 @@ class TiffSource(ImageSource):
         self.path = path
         self._files: dict[int, PixelFile] = {}  # by id() of the TiffFile a page belongs to
         self._levels: list[LevelReader] = []
+        self._native: list[NativeLevel | None] = []  # per level: its tiles served as stored, if they can be
         self._tiff = open_tifffile(path)
         try:
             self._open_series(series, segment_cache(segment_cache_bytes))
@@ -57,6 +59,7 @@ class TiffSource(ImageSource):
                     raise
                 break  # an odd reduced level: serve the levels before it
             self._levels.append(reader)
+        self._native = [native_level(reader) for reader in self._levels]
         shape = self._levels[0].plan.shape
         channel_count = shape[axis_map.axes.index("c")] if "c" in axis_map.axes else 0
         physical_sizes, channels = image_metadata(tiff, series, index, axis_map.sources, channel_count)
@@ -96,9 +99,27 @@ class TiffSource(ImageSource):
             raise ValueError(f"region has {len(region)} axes, the image has {len(reader.plan.shape)}")
         return reader.read(region)
 
+    def native_blocks(self, level: int) -> NativeBlocks | None:
+        native = self._native_level(level)
+        return None if native is None else native.blocks
+
+    def read_native_block(self, level: int, index: tuple[int, ...]) -> bytes | None:
+        native = self._native_level(level)
+        if native is None:
+            raise ValueError(f"level {level} has no native blocks: {self.path}")
+        return native.read(index)
+
+    def _native_level(self, level: int) -> NativeLevel | None:
+        if not self._files:
+            raise SourceError(f"source is closed: {self.path}")
+        if not 0 <= level < len(self._native):
+            raise IndexError(f"level {level} does not exist: the image has {len(self._native)} levels")
+        return self._native[level]
+
     def close(self) -> None:
         for file in self._files.values():
             file.close()
         self._files.clear()
         self._levels.clear()  # with them the decoded segments they cached
+        self._native.clear()
         self._tiff.close()

@@ -1,0 +1,143 @@
+"""Resolution levels as pixels on the served chunk grid: stored ones read from the source, computed ones
+(see pyramid.py) derived from the level above. Chunk pixels go through the shared cache."""
+
+from __future__ import annotations
+
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+import numpy as np
+
+from zarrfs.lru import ByteLRUCache
+from zarrfs.sources import ImageSource
+
+log = logging.getLogger(__name__)
+
+ChunkIndex = tuple[int, ...]
+CachedValue = bytes | np.ndarray
+
+
+class ChunkReadError(OSError):
+    """A chunk could not be produced (source read or decode failed); front ends report an I/O error."""
+
+
+def cached_nbytes(value: CachedValue) -> int:
+    return value.nbytes if isinstance(value, np.ndarray) else len(value)
+
+
+def new_cache(capacity_bytes: int) -> ByteLRUCache[CachedValue]:
+    """The cache of chunk pixels and encoded chunks that all levels and layouts share."""
+    return ByteLRUCache(capacity_bytes, sizeof=cached_nbytes)
+
+
+class PixelLevel(ABC):
+    """One resolution level: shape, little-endian dtype and the served chunk grid, with cached chunk pixels.
+
+    Subclasses say where pixels come from (``read_region``); ``downsampling`` records how the level was made
+    from level 0 (per-axis factor), which the NGFF metadata turns into scale and translation.
+    """
+
+    downsampling: tuple[float, ...]
+
+    def __init__(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        chunks: tuple[int, ...],
+        cache: ByteLRUCache[CachedValue],
+    ) -> None:
+        self.name = name
+        self.shape = shape
+        self.dtype = dtype.newbyteorder("<")
+        self.chunks = chunks
+        self.cache = cache
+        self.grid = tuple(math.ceil(extent / chunk) for extent, chunk in zip(shape, chunks, strict=True))
+
+    @property
+    def fill_value(self) -> int | float | bool:
+        return self.dtype.type(0).item()
+
+    @abstractmethod
+    def read_region(self, region: tuple[slice, ...]) -> np.ndarray:
+        """Pixels of ``region`` (inside the shape): an array of exactly that shape."""
+
+    def chunk_region(self, index: ChunkIndex) -> tuple[slice, ...]:
+        return tuple(
+            slice(i * chunk, min((i + 1) * chunk, extent))
+            for i, chunk, extent in zip(index, self.chunks, self.shape, strict=True)
+        )
+
+    def chunk_indices(self) -> Iterator[ChunkIndex]:
+        return np.ndindex(*self.grid)
+
+    def contains(self, index: ChunkIndex) -> bool:
+        return len(index) == len(self.grid) and all(0 <= i < n for i, n in zip(index, self.grid, strict=True))
+
+    def chunk_pixels(self, index: ChunkIndex) -> np.ndarray:
+        """The full-size chunk (edge chunks padded with the fill value), read-only, C-contiguous."""
+        value = self.cache.get_or_compute(("pixels", self.name, index), lambda: self._make_chunk(index))
+        assert isinstance(value, np.ndarray)
+        return value
+
+    def _make_chunk(self, index: ChunkIndex) -> np.ndarray:
+        region = self.chunk_region(index)
+        try:
+            pixels = self.read_region(region)
+        except ChunkReadError:
+            raise  # a chunk of the level above failed, and said so
+        except Exception as error:
+            log.error("level %s chunk %s: source read failed: %s", self.name, index, error)
+            raise ChunkReadError(f"cannot read chunk {index} of level {self.name}: {error}") from error
+        if pixels.shape != self.chunks:
+            # Edge chunks are stored full-size, padded with the fill value, as Zarr requires.
+            padded = np.full(self.chunks, self.fill_value, dtype=self.dtype)
+            padded[tuple(slice(0, extent) for extent in pixels.shape)] = pixels
+            pixels = padded
+        pixels = np.ascontiguousarray(pixels, dtype=self.dtype)
+        pixels.setflags(write=False)
+        return pixels
+
+    def read_through_chunks(self, region: tuple[slice, ...]) -> np.ndarray:
+        """Pixels of ``region`` assembled from cached chunks: how a computed level reads the level above, so
+        that each chunk here is made once however many coarser chunks need it."""
+        out = np.empty(tuple(part.stop - part.start for part in region), dtype=self.dtype)
+        first = [part.start // chunk for part, chunk in zip(region, self.chunks, strict=True)]
+        last = [(part.stop - 1) // chunk for part, chunk in zip(region, self.chunks, strict=True)]
+        for offset in np.ndindex(*(b - a + 1 for a, b in zip(first, last, strict=True))):
+            chunk_index = tuple(a + i for a, i in zip(first, offset, strict=True))
+            have = self.chunk_region(chunk_index)
+            overlap = [
+                (max(w.start, h.start), min(w.stop, h.stop)) for w, h in zip(region, have, strict=True)
+            ]
+            into_out = tuple(
+                slice(lo - w.start, hi - w.start) for (lo, hi), w in zip(overlap, region, strict=True)
+            )
+            into_chunk = tuple(
+                slice(lo - h.start, hi - h.start) for (lo, hi), h in zip(overlap, have, strict=True)
+            )
+            out[into_out] = self.chunk_pixels(chunk_index)[into_chunk]
+        return out
+
+
+class StoredLevel(PixelLevel):
+    """A level the source stores (level 0, or a reduced level of a stored pyramid)."""
+
+    def __init__(
+        self,
+        source: ImageSource,
+        level: int,
+        chunks: tuple[int, ...],
+        cache: ByteLRUCache[CachedValue],
+    ) -> None:
+        shape = source.info.levels[level].shape
+        super().__init__(str(level), shape, source.info.dtype, chunks, cache)
+        self.source = source
+        self.level = level
+        full = source.info.levels[0].shape
+        self.downsampling = tuple(a / b for a, b in zip(full, shape, strict=True))
+
+    def read_region(self, region: tuple[slice, ...]) -> np.ndarray:
+        return self.source.read_region(self.level, region)

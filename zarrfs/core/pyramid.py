@@ -1,0 +1,171 @@
+"""Computed resolution levels: each one made from the level above by reducing small blocks of pixels.
+
+A computed level reads its parent only through the parent's cached chunks, never the source, so building the
+whole pyramid decodes each stored block once and every level's chunks are made once however many coarser
+chunks need them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from zarrfs.core.levels import PixelLevel
+from zarrfs.core.options import DOWNSAMPLE_METHODS, ServeOptions
+from zarrfs.sources import PhysicalSize, SourceInfo
+
+# z is halved along with y and x while its pixel step stays within this factor of the x step.
+Z_ISOTROPY_TOLERANCE = 1.5
+
+# Length units (NGFF names) convertible to each other, so that z in millimeter compares with x in micrometer.
+_METERS_PER_UNIT = {
+    "picometer": 1e-12,
+    "angstrom": 1e-10,
+    "nanometer": 1e-9,
+    "micrometer": 1e-6,
+    "millimeter": 1e-3,
+    "centimeter": 1e-2,
+    "decimeter": 1e-1,
+    "meter": 1.0,
+}
+
+
+class ComputedLevel(PixelLevel):
+    """A level ``factors`` times coarser than ``parent`` per axis, reduced with ``method``
+    ("mean", "nearest" or "mode"); its chunks are the parent's, clamped to the smaller shape."""
+
+    def __init__(self, parent: PixelLevel, factors: tuple[int, ...], method: str, name: str) -> None:
+        if method not in DOWNSAMPLE_METHODS:
+            raise ValueError(f"unknown downsampling method {method!r}")
+        if len(factors) != len(parent.shape) or any(factor < 1 for factor in factors):
+            raise ValueError(f"factors {factors} do not fit a level of shape {parent.shape}")
+        shape = tuple(
+            math.ceil(extent / factor) for extent, factor in zip(parent.shape, factors, strict=True)
+        )
+        chunks = tuple(min(chunk, extent) for chunk, extent in zip(parent.chunks, shape, strict=True))
+        super().__init__(name, shape, parent.dtype, chunks, parent.cache)
+        self.parent = parent
+        self.factors = factors
+        self.method = method
+        self.downsampling = tuple(
+            scale * factor for scale, factor in zip(parent.downsampling, factors, strict=True)
+        )
+
+    def read_region(self, region: tuple[slice, ...]) -> np.ndarray:
+        parent_region = tuple(
+            slice(part.start * factor, min(part.stop * factor, extent))
+            for part, factor, extent in zip(region, self.factors, self.parent.shape, strict=True)
+        )
+        return downsample(self.parent.read_through_chunks(parent_region), self.factors, self.method)
+
+
+def downsample(pixels: np.ndarray, factors: tuple[int, ...], method: str) -> np.ndarray:
+    """Reduce every ``factors``-sized block of ``pixels`` to one pixel of the same dtype; blocks cut short
+    by the edge of the array reduce over the pixels they have. The result has shape ceil(shape / factors).
+    """
+    out = np.empty(
+        tuple(math.ceil(extent / factor) for extent, factor in zip(pixels.shape, factors, strict=True)),
+        dtype=pixels.dtype,
+    )
+    # Along each axis, the whole blocks form one regular part and a short last block another; every
+    # combination of parts over the axes is a regular grid of equal blocks, reduced in one vectorized step.
+    parts_per_axis = []
+    for extent, factor in zip(pixels.shape, factors, strict=True):
+        whole_blocks, remainder = divmod(extent, factor)
+        parts = []
+        if whole_blocks:
+            parts.append((slice(0, whole_blocks * factor), slice(0, whole_blocks), factor))
+        if remainder:
+            parts.append(
+                (slice(extent - remainder, extent), slice(whole_blocks, whole_blocks + 1), remainder)
+            )
+        parts_per_axis.append(parts)
+    for parts in itertools.product(*parts_per_axis):
+        source, target, block = zip(*parts, strict=True)
+        out[target] = _reduce_equal_blocks(pixels[source], block, method)
+    return out
+
+
+def _reduce_equal_blocks(pixels: np.ndarray, block: tuple[int, ...], method: str) -> np.ndarray:
+    """Reduce ``pixels``, whose shape is a whole multiple of ``block``, block by block."""
+    # One strided view per position inside a block: element i of every view belongs to block i, so the
+    # reductions below are element-wise operations over a handful of arrays (at most 8 for 2x2x2 blocks).
+    values = [
+        pixels[tuple(slice(offset, None, step) for offset, step in zip(position, block, strict=True))]
+        for position in np.ndindex(*block)
+    ]
+    if method == "nearest":
+        return values[0]
+    if method == "mean":
+        return _mean(values, pixels.dtype)
+    return _mode(values)
+
+
+def _mean(values: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    total = values[0].astype(np.complex128 if dtype.kind == "c" else np.float64)
+    for more in values[1:]:
+        total += more
+    total /= len(values)
+    if dtype.kind == "b":
+        return total >= 0.5
+    if dtype.kind in "iu":
+        return np.rint(total).astype(dtype)
+    return total.astype(dtype)
+
+
+def _mode(values: list[np.ndarray]) -> np.ndarray:
+    """The most frequent value of each block, the smallest one on ties."""
+    # Count, for each position, how many positions of its block hold the same value: with at most 8
+    # positions the pairwise comparisons are cheaper than sorting every block.
+    counts = [np.ones(values[0].shape, dtype=np.uint8) for _ in values]
+    for first, second in itertools.combinations(range(len(values)), 2):
+        equal = values[first] == values[second]
+        counts[first] += equal
+        counts[second] += equal
+    best = values[0].copy()
+    best_count = counts[0]
+    for value, count in zip(values[1:], counts[1:], strict=True):
+        better = (count > best_count) | ((count == best_count) & (value < best))
+        np.copyto(best, value, where=better)
+        best_count = np.where(better, count, best_count)
+    return best
+
+
+def computed_levels(stored: list[PixelLevel], info: SourceInfo, options: ServeOptions) -> list[PixelLevel]:
+    """The levels to serve after the ``stored`` ones, each halving y and x of the level before (and z while
+    z is not much coarser than x): down to one chunk per plane, or up to ``options.levels`` levels in all."""
+    if not stored:
+        raise ValueError("a pyramid needs at least one stored level")
+    y, x = info.axes.index("y"), info.axes.index("x")
+    z = info.axes.find("z")
+    z_size, x_size = _comparable_sizes(info.physical_sizes.get("z"), info.physical_sizes.get("x"))
+    added: list[PixelLevel] = []
+    previous = stored[-1]
+    while True:
+        if options.levels is not None:
+            if len(stored) + len(added) >= options.levels:
+                break
+        elif previous.shape[y] <= previous.chunks[y] and previous.shape[x] <= previous.chunks[x]:
+            break
+        factors = [1] * len(previous.shape)
+        factors[y] = factors[x] = 2
+        if (
+            z >= 0
+            and previous.shape[z] > 1
+            and z_size * previous.downsampling[z] <= Z_ISOTROPY_TOLERANCE * x_size * previous.downsampling[x]
+        ):
+            factors[z] = 2
+        previous = ComputedLevel(previous, tuple(factors), options.downsample, str(len(stored) + len(added)))
+        added.append(previous)
+    return added
+
+
+def _comparable_sizes(z: PhysicalSize | None, x: PhysicalSize | None) -> tuple[float, float]:
+    """The z and x pixel sizes as numbers in one unit; an unknown size counts as 1."""
+    if z is None or x is None:
+        return (z.value if z else 1.0, x.value if x else 1.0)
+    if z.unit != x.unit and z.unit in _METERS_PER_UNIT and x.unit in _METERS_PER_UNIT:
+        return z.value * _METERS_PER_UNIT[z.unit], x.value * _METERS_PER_UNIT[x.unit]
+    return z.value, x.value
