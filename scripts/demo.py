@@ -34,11 +34,15 @@ def main() -> None:
         print(f"mounted in {time.perf_counter() - started:.2f} s")
         try:
             print("$ ls " + mountpoint, "\n  ", " ".join(sorted(p.name for p in Path(mountpoint).iterdir())))
-            group = zarr.open_group(mountpoint, mode="r")
-            multiscales = group.attrs["multiscales"][0]
+            # Both layouts are served side by side: NGFF 0.4 (Zarr v2) and NGFF 0.5 (Zarr v3).
+            group = zarr.open_group(mountpoint, mode="r", zarr_format=3)
+            multiscales = group.attrs["ome"]["multiscales"][0]
             print("axes:", [axis["name"] for axis in multiscales["axes"]])
-            print("scale:", multiscales["datasets"][0]["coordinateTransformations"][0]["scale"])
-            array = group["0"]
+            for dataset in multiscales["datasets"]:
+                level = group[dataset["path"]]
+                scale = dataset["coordinateTransformations"][0]["scale"]
+                print(f"level {dataset['path']}: shape {level.shape} chunks {level.chunks} scale {scale}")
+            array = zarr.open_group(mountpoint, mode="r", zarr_format=2)["0"]
             print("array 0:", array.shape, array.dtype, "chunks", array.chunks)
             started = time.perf_counter()
             served = array[:]
