@@ -34,6 +34,11 @@ test: setup
 	$(PY) -m ruff format --check zarrfs tests scripts
 	$(PY) -m pytest
 
+# Benchmarks against the alternatives users would pick; writes BENCHMARKS.md (needs ~60 GB free disk, ~20 min).
+bench: setup
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) scripts/bench.py --output BENCHMARKS.md
+
 lint: setup
 	$(PY) -m ruff check zarrfs tests scripts
 	$(PY) -m ruff format --check zarrfs tests scripts
