@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -19,7 +20,7 @@ class ArraySource(ImageSource):
         channels: list[Channel] | None = None,
         failing_regions: set[tuple[int, ...]] | None = None,
     ) -> None:
-        self.path = "/virtual/array.tif"
+        self.path = os.path.abspath(__file__)  # a real file: the dataset watches its source for changes
         self.data = data
         self.info = SourceInfo(
             axes=axes,

@@ -222,3 +222,29 @@ def test_fuse_options_are_passed_on_and_other_users_are_kept_out_by_default(
     with mounted(case.path, shared_dir / "shared", "-o", "allow_other") as mnt:
         allowed = read_as_nobody(mnt / ".zgroup")
         assert allowed.returncode == 0 and json.loads(allowed.stdout) == {"zarr_format": 2}
+
+
+def test_a_request_over_the_time_limit_gets_eio_and_the_daemon_keeps_serving(tmp_path: Path) -> None:
+    # One huge LZW strip: producing any chunk means decoding all of it (~0.4 s here), far longer than 50 ms.
+    source = tmp_path / "one_strip.tif"
+    image = np.random.default_rng(0).integers(0, 4000, (6000, 6000), dtype=np.uint16)
+    tifffile.imwrite(source, image, compression="lzw", rowsperstrip=6000)
+    with mounted(source, tmp_path / "mnt", "--timeout", "0.05", "--levels", "1", "--ngff", "0.4") as mnt:
+        chunk = mnt / "0" / "0" / "0"
+        with pytest.raises(OSError) as raised:
+            chunk.read_bytes()
+        assert raised.value.errno == errno.EIO
+        assert json.loads((mnt / ".zgroup").read_text()) == {"zarr_format": 2}
+        # The slow decode went on in the background and filled the cache: the chunk is served now.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                data = chunk.read_bytes()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "chunk never became readable"
+                time.sleep(0.2)
+        chunks = json.loads((mnt / "0" / ".zarray").read_text())["chunks"]
+        served = np.frombuffer(data, dtype="<u2").reshape(chunks)
+        np.testing.assert_array_equal(served, image[: chunks[0], : chunks[1]])
+    assert "took longer than 0.05 s" in (tmp_path / "zarrfs.log").read_text()

@@ -110,10 +110,19 @@ def main() -> None:
     type=click.Path(dir_okay=False),
     help="Daemon log (default: ~/.local/state/zarrfs/<mountpoint>.log; with -f: stderr).",
 )
+@click.option(
+    "--timeout",
+    "request_timeout",
+    type=click.FloatRange(min=0.01),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Answer a request that takes longer (e.g. a stuck source read) with EIO.",
+)
 @click.option("--debug", is_flag=True, help="Log every FUSE request (very verbose).")
 @_fail_cleanly
 def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[str, ...],
-          log_file: str | None, debug: bool, **serve: Any) -> None:  # fmt: skip
+          log_file: str | None, request_timeout: float, debug: bool, **serve: Any) -> None:  # fmt: skip
     """Mount SOURCE at MOUNTPOINT as an OME-Zarr hierarchy (read-only).
 
     Returns once the mount is live (exit 0) or failed (non-zero, with the reason).
@@ -127,6 +136,7 @@ def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[st
         fuse_options=parse_fuse_options(fuse_options),
         log_file=log_file,
         debug=debug,
+        request_timeout=request_timeout,
     )
     if foreground:
         run_foreground(spec)

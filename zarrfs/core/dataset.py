@@ -20,6 +20,7 @@ from zarrfs.core.ngff import image_attributes_v04, image_attributes_v05
 from zarrfs.core.options import ServeOptions
 from zarrfs.core.pyramid import computed_levels
 from zarrfs.core.sharding import ShardedArray
+from zarrfs.core.staleness import SourceWatch
 from zarrfs.core.tree import ChunkFiles, VirtualTree
 from zarrfs.lru import ByteLRUCache
 from zarrfs.sources import ImageSource, open_source
@@ -183,7 +184,7 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
         prefix = "" if layout.ngff == "0.4" else "c"
         for level, files in zip(levels, layout.files, strict=True):
             arrays.setdefault(level.name, {})[prefix] = files
-    tree = VirtualTree(documents, arrays)
+    tree = VirtualTree(documents, arrays, guard=SourceWatch(source.path).check)
     return Dataset(source, options, compressor, cache, levels, layouts, tree, name)
 
 

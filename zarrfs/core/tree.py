@@ -8,7 +8,7 @@ hold the chunk files of several Zarr formats side by side: v2 keys are ``<dir>/<
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -63,9 +63,16 @@ class VirtualTree:
     """A read-only tree of small metadata documents and arrays' chunk files.
 
     ``arrays`` maps an array directory to its chunk file sets by key prefix: "" for v2, "c" for v3.
+    ``guard`` runs before any chunk file is sized or read, and raises (an OSError) to refuse it.
     """
 
-    def __init__(self, documents: dict[str, bytes], arrays: dict[str, dict[str, ChunkFiles]]) -> None:
+    def __init__(
+        self,
+        documents: dict[str, bytes],
+        arrays: dict[str, dict[str, ChunkFiles]],
+        guard: Callable[[], None] | None = None,
+    ) -> None:
+        self._guard = guard or (lambda: None)
         self._documents = {"/".join(_split(key)): value for key, value in documents.items()}
         self._arrays = {"/".join(_split(key)): files for key, files in arrays.items()}
         # Directories holding documents, arrays or key prefixes, with their named children (metadata only).
@@ -117,6 +124,7 @@ class VirtualTree:
             return None
         if chunk.is_dir:
             return Entry(DIRECTORY)
+        self._guard()
         return Entry(chunk.files.file_size(chunk.index))
 
     def listdir(self, path: str, start: int = 0) -> Iterator[str]:
@@ -158,6 +166,7 @@ class VirtualTree:
             raise FileNotFoundError(path)
         if chunk.is_dir:
             raise IsADirectoryError(path)
+        self._guard()
         return chunk.files.read(chunk.index, offset, size)
 
     def read_file(self, path: str) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import errno
 import itertools
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 from ctypes.util import find_library
 from typing import Any
 
+from zarrfs.core.staleness import SourceChangedError
 from zarrfs.core.tree import VirtualTree
 from zarrfs.errors import MountError
 
@@ -39,6 +41,9 @@ def load_fuse_binding() -> Any:
 
 _fuse = load_fuse_binding()
 FuseOSError = _fuse.FuseOSError
+
+# Chunk production releases the GIL in decoders and encoders; a few more threads than cores keep them busy.
+WORKER_THREADS = max(4, 2 * (os.cpu_count() or 1))
 
 _threads_with_kept_state: set[int] = set()
 
@@ -67,20 +72,50 @@ def _read_only(*_args: object, **_kwargs: object) -> int:
 
 
 class ZarrfsOperations(_fuse.Operations):
-    """Read-only FUSE view of a VirtualTree. ``on_init`` runs once libfuse has started serving."""
+    """Read-only FUSE view of a VirtualTree. ``on_init`` runs once libfuse has started serving.
+
+    Calls that may read the source run in a worker pool and are answered with EIO after
+    ``request_timeout`` seconds, so that no client (and no libfuse thread) waits forever on a stuck read.
+    """
 
     use_ns = True
 
-    def __init__(self, tree: VirtualTree, mtime_ns: int, on_init: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        tree: VirtualTree,
+        mtime_ns: int,
+        request_timeout: float,
+        on_init: Callable[[], None] | None = None,
+    ) -> None:
         self.tree = tree
         self.on_init = on_init
         self.uid = os.getuid()
         self.gid = os.getgid()
         self.mtime_ns = mtime_ns
+        self.request_timeout = request_timeout
+        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
 
     def init(self, path: str) -> None:
+        # Threads start only once the mount is up (libfuse may fork while daemonizing before this).
+        self._workers = concurrent.futures.ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="zarrfs")
         if self.on_init is not None:
             self.on_init()
+
+    def destroy(self, path: str) -> None:
+        if self._workers is not None:
+            self._workers.shutdown(wait=False, cancel_futures=True)
+
+    def _bounded(self, call: Callable[..., Any], *args: Any) -> Any:
+        """Run ``call`` within the time limit; a stuck call keeps its worker but no longer the client."""
+        assert self._workers is not None
+        future = self._workers.submit(call, *args)
+        try:
+            return future.result(timeout=self.request_timeout)
+        except concurrent.futures.TimeoutError:
+            log.error(
+                "%s%s took longer than %g s: answered with EIO", call.__name__, args, self.request_timeout
+            )
+            raise FuseOSError(errno.EIO) from None
 
     def _attributes(self, size: int, is_dir: bool) -> dict[str, int]:
         attributes = {
@@ -100,7 +135,10 @@ class ZarrfsOperations(_fuse.Operations):
 
     def _stat(self, path: str) -> Any:
         try:
-            entry = self.tree.stat(path)
+            entry = self._bounded(self.tree.stat, path)
+        except SourceChangedError as error:
+            log.error("refused %s: %s", path, error.strerror)
+            raise FuseOSError(errno.EIO) from None
         except OSError as error:  # a compressed chunk whose size needs an encode that failed
             raise FuseOSError(errno.EIO) from error
         if entry is None:
@@ -141,11 +179,14 @@ class ZarrfsOperations(_fuse.Operations):
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         try:
-            return self.tree.read(path, offset, size)
+            return self._bounded(self.tree.read, path, offset, size)
         except FileNotFoundError:
             raise FuseOSError(errno.ENOENT) from None
         except IsADirectoryError:
             raise FuseOSError(errno.EISDIR) from None
+        except SourceChangedError as error:
+            log.error("refused %s: %s", path, error.strerror)
+            raise FuseOSError(errno.EIO) from None
         except Exception as error:
             # Already logged where it happened; this chunk fails, the daemon keeps serving.
             raise FuseOSError(errno.EIO) from error

@@ -31,6 +31,8 @@ READY_TIMEOUT_S = 120.0
 # Served content never changes while mounted: let the kernel cache attributes, lookups and misses.
 CACHE_TIMEOUT_S = 3600
 READ_AHEAD_KB = 4096
+# No FUSE request may keep a client waiting longer than this; it gets EIO instead.
+DEFAULT_REQUEST_TIMEOUT_S = 60.0
 LOG_FORMAT = "%(asctime)s zarrfs[%(process)d] %(levelname)s %(message)s"
 
 
@@ -44,6 +46,7 @@ class MountSpec:
     fuse_options: dict[str, str | bool] = field(default_factory=dict)
     log_file: str | None = None
     debug: bool = False
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -170,6 +173,7 @@ def serve(spec: MountSpec, on_live: Callable[[], None], on_error: Callable[[str]
     operations = ZarrfsOperations(
         dataset.tree,
         mtime_ns=os.stat(spec.source).st_mtime_ns,
+        request_timeout=spec.request_timeout,
         on_init=lambda: threading.Thread(
             target=_report_when_live, args=(mountpoint, when_live), daemon=True
         ).start(),
