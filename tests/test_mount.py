@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from mounting import is_mounted, mounted, require_fuse, zarrfs
+from mounting import force_unmount, is_mounted, mounted, require_fuse, zarrfs
 from tiff_cases import CASES, Case
 
 
@@ -248,3 +248,46 @@ def test_a_request_over_the_time_limit_gets_eio_and_the_daemon_keeps_serving(tmp
         served = np.frombuffer(data, dtype="<u2").reshape(chunks)
         np.testing.assert_array_equal(served, image[: chunks[0], : chunks[1]])
     assert "took longer than 0.05 s" in (tmp_path / "zarrfs.log").read_text()
+
+
+def _daemon_pid(mountpoint: Path) -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(b"zarrfs.frontends.mount" in part for part in command) and str(
+                mountpoint
+            ).encode() in b" ".join(command):
+                return int(entry.name)
+    raise AssertionError(f"no daemon found for {mountpoint}")
+
+
+def test_unmount_returns_while_the_daemon_hangs_with_a_reader_stuck_inside(
+    case_dir: Path, tmp_path: Path
+) -> None:
+    require_fuse()
+    case = _pick_case("tiled_zlib", case_dir)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    assert zarrfs("mount", case.path, mnt, "--levels", "1").returncode == 0
+    pid = _daemon_pid(mnt)
+    os.kill(pid, signal.SIGSTOP)  # a daemon that answers nothing: every request hangs
+    try:
+        reader = subprocess.Popen(
+            [sys.executable, "-c", f"open({str(mnt / '0' / '0' / '0')!r}, 'rb').read()"]
+        )
+        time.sleep(0.5)
+        assert reader.poll() is None  # stuck inside the mount
+        started = time.monotonic()
+        busy = zarrfs("unmount", mnt, timeout=60)
+        assert busy.returncode == 1 and "is busy" in busy.stderr and "zarrfs unmount --lazy" in busy.stderr
+        lazy = zarrfs("unmount", "--lazy", mnt, timeout=60)
+        assert lazy.returncode == 0, lazy.stderr
+        assert time.monotonic() - started < 40
+        assert not is_mounted(mnt)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        force_unmount(mnt)
+    assert reader.wait(timeout=30) != 0  # the stuck read failed instead of hanging forever

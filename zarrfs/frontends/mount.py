@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,7 @@ READY_TIMEOUT_S = 120.0
 # Served content never changes while mounted: let the kernel cache attributes, lookups and misses.
 CACHE_TIMEOUT_S = 3600
 READ_AHEAD_KB = 4096
+UNMOUNT_TIMEOUT_S = 15.0
 # No FUSE request may keep a client waiting longer than this; it gets EIO instead.
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
 LOG_FORMAT = "%(asctime)s zarrfs[%(process)d] %(levelname)s %(message)s"
@@ -79,6 +81,7 @@ def default_log_file(mountpoint: str) -> str:
 
 def mount_state(mountpoint: str) -> str:
     """'missing', 'not-dir', 'stale' (a dead FUSE daemon left it), 'mounted', 'non-empty' or 'ok'."""
+    listed = os.path.abspath(mountpoint) in mounted_devices()
     try:
         is_dir = os.path.isdir(mountpoint) if os.path.lexists(mountpoint) else None
         os.stat(mountpoint)
@@ -90,10 +93,10 @@ def mount_state(mountpoint: str) -> str:
         raise MountError(f"cannot access mount point {mountpoint}: {error.strerror}") from None
     if is_dir is None:
         return "missing"
+    if listed:
+        return "mounted"
     if not is_dir:
         return "not-dir"
-    if os.path.ismount(mountpoint):
-        return "mounted"
     try:
         if any(os.scandir(mountpoint)):
             return "non-empty"
@@ -296,19 +299,61 @@ def _fusermount() -> str | None:
     return shutil.which("fusermount3") or shutil.which("fusermount")
 
 
-def unmount(mountpoint: str, lazy: bool = False) -> None:
-    """Unmount a zarrfs (or any FUSE) mount, including a stale one whose daemon died."""
-    state = mount_state(mountpoint)
-    if state not in ("mounted", "stale"):
-        raise MountError(f"not mounted: {mountpoint}")
+def mounted_devices() -> dict[str, str]:
+    """Mount point -> "major:minor" of every mount, read from the kernel's table: unlike stat() of the mount
+    point, this never waits on a FUSE daemon, even a stuck one."""
+    devices = {}
+    with open("/proc/self/mountinfo") as table:
+        for line in table:
+            fields = line.split()
+            # Spaces and other special characters in paths are octal escapes (\040).
+            path = re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), fields[4])
+            devices[path] = fields[2]
+    return devices
+
+
+def _abort_connection(device: str) -> None:
+    """As root, cut a hung FUSE connection: every pending and future request fails at once."""
+    minor = device.split(":")[1]
+    try:
+        Path(f"/sys/fs/fuse/connections/{minor}/abort").write_text("1")
+    except OSError as error:
+        log.debug("could not abort FUSE connection %s: %s", minor, error.strerror)
+
+
+def _run_unmount(command: list[str]) -> subprocess.CompletedProcess[str] | None:
+    """Run an unmount command; None when it did not finish in time."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=UNMOUNT_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _unmount_command(path: str, lazy: bool) -> list[str]:
     helper = _fusermount()
     if helper is not None:
-        command = [helper, "-u", *(["-z"] if lazy else []), mountpoint]
-    elif os.geteuid() == 0:
-        command = ["umount", *(["-l"] if lazy else []), mountpoint]
-    else:
-        raise MountError("fusermount3 not found: install the fuse3 package (e.g. apt-get install fuse3)")
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        return [helper, "-u", *(["-z"] if lazy else []), path]
+    if os.geteuid() == 0:
+        return ["umount", *(["-l"] if lazy else []), path]
+    raise MountError("fusermount3 not found: install the fuse3 package (e.g. apt-get install fuse3)")
+
+
+def unmount(mountpoint: str, lazy: bool = False) -> None:
+    """Unmount a zarrfs (or any FUSE) mount, including a stale one whose daemon died; always returns."""
+    path = os.path.abspath(mountpoint)
+    device = mounted_devices().get(path)
+    if device is None:
+        raise MountError(f"not mounted: {mountpoint}")
+    result = _run_unmount(_unmount_command(path, lazy))
+    if result is None:
+        # The daemon does not answer: cut its connection (root) and detach the mount point.
+        if os.geteuid() == 0:
+            _abort_connection(device)
+        result = _run_unmount(_unmount_command(path, lazy=True))
+        if result is None or path in mounted_devices():
+            raise MountError(f"cannot unmount {mountpoint}: the daemon does not answer (try as root)")
+        log.warning("the daemon of %s did not answer; its connection was cut", mountpoint)
+        return
     if result.returncode != 0:
         reason = (result.stderr or result.stdout).strip().splitlines()
         detail = reason[-1] if reason else f"exit code {result.returncode}"
