@@ -131,7 +131,7 @@ def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[st
 
     spec = MountSpec(
         source=os.path.abspath(source),
-        mountpoint=os.path.abspath(mountpoint),
+        mountpoint=os.path.realpath(mountpoint),
         options=serve_options(**serve),
         fuse_options=parse_fuse_options(fuse_options),
         log_file=log_file,

@@ -143,7 +143,7 @@ def computed_levels(stored: list[PixelLevel], info: SourceInfo, options: ServeOp
     z_size, x_size = _comparable_sizes(info.physical_sizes.get("z"), info.physical_sizes.get("x"))
     added: list[PixelLevel] = []
     previous = stored[-1]
-    while True:
+    while previous.shape[y] > 1 or previous.shape[x] > 1:  # a 1x1 plane cannot be halved any further
         if options.levels is not None:
             if len(stored) + len(added) >= options.levels:
                 break

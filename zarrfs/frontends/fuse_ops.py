@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from ctypes.util import find_library
 from typing import Any
 
+from zarrfs.core.levels import ChunkReadError
 from zarrfs.core.staleness import SourceChangedError
 from zarrfs.core.tree import VirtualTree
 from zarrfs.errors import MountError
@@ -187,8 +188,11 @@ class ZarrfsOperations(_fuse.Operations):
         except SourceChangedError as error:
             log.error("refused %s: %s", path, error.strerror)
             raise FuseOSError(errno.EIO) from None
+        except ChunkReadError as error:
+            # Logged where it happened; this chunk fails, the daemon keeps serving.
+            raise FuseOSError(errno.EIO) from error
         except Exception as error:
-            # Already logged where it happened; this chunk fails, the daemon keeps serving.
+            log.error("reading %s failed: %s: %s", path, type(error).__name__, error)
             raise FuseOSError(errno.EIO) from error
 
     def statfs(self, path: str) -> dict[str, int]:

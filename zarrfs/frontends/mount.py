@@ -79,23 +79,29 @@ def default_log_file(mountpoint: str) -> str:
     return os.path.join(state, "zarrfs", f"{name}.log")
 
 
+def _connection_lost(mountpoint: str) -> bool:
+    """A mount whose daemon died: stat() of its root may still succeed from the kernel's attribute cache,
+    but statvfs() always asks the daemon."""
+    try:
+        os.statvfs(mountpoint)
+    except OSError as error:
+        return error.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    return False
+
+
 def mount_state(mountpoint: str) -> str:
     """'missing', 'not-dir', 'stale' (a dead FUSE daemon left it), 'mounted', 'non-empty' or 'ok'."""
-    listed = os.path.abspath(mountpoint) in mounted_devices()
+    if os.path.realpath(mountpoint) in mounted_devices():
+        return "stale" if _connection_lost(mountpoint) else "mounted"
     try:
-        is_dir = os.path.isdir(mountpoint) if os.path.lexists(mountpoint) else None
         os.stat(mountpoint)
     except OSError as error:
-        if error.errno == errno.ENOTCONN:
+        if error.errno in (errno.ENOTCONN, errno.ECONNABORTED):
             return "stale"
         if error.errno == errno.ENOENT:
             return "missing"
         raise MountError(f"cannot access mount point {mountpoint}: {error.strerror}") from None
-    if is_dir is None:
-        return "missing"
-    if listed:
-        return "mounted"
-    if not is_dir:
+    if not os.path.isdir(mountpoint):
         return "not-dir"
     try:
         if any(os.scandir(mountpoint)):
@@ -166,7 +172,7 @@ def serve(spec: MountSpec, on_live: Callable[[], None], on_error: Callable[[str]
     except ZarrfsError as error:
         on_error(str(error))
         raise
-    mountpoint = os.path.abspath(spec.mountpoint)
+    mountpoint = os.path.realpath(spec.mountpoint)  # the kernel's mount table holds resolved paths
     went_live = threading.Event()
 
     def when_live() -> None:
@@ -340,7 +346,7 @@ def _unmount_command(path: str, lazy: bool) -> list[str]:
 
 def unmount(mountpoint: str, lazy: bool = False) -> None:
     """Unmount a zarrfs (or any FUSE) mount, including a stale one whose daemon died; always returns."""
-    path = os.path.abspath(mountpoint)
+    path = os.path.realpath(mountpoint)
     device = mounted_devices().get(path)
     if device is None:
         raise MountError(f"not mounted: {mountpoint}")
