@@ -3,6 +3,7 @@ missing, data cut short) with a one-line message, before any chunk is requested.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from collections.abc import Sequence
@@ -11,7 +12,9 @@ import numpy as np
 import tifffile
 
 from zarrfs.errors import SourceError
+from zarrfs.sources.tiff.geometry import check_geometry, is_whole, segment_kind
 from zarrfs.sources.tiff.metadata import compression_name
+from zarrfs.sources.tiff.structure import check_ome_planes, count_ifds
 
 TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
 
@@ -57,15 +60,34 @@ def open_tifffile(path: str) -> tifffile.TiffFile:
         raise SourceError(f"not a valid TIFF file (file is empty): {path}")
     if not is_tiff_header(header):
         raise SourceError(f"not a valid TIFF file ({_describe_foreign_header(header)}): {path}")
-    tiff = None
     try:
         tiff = tifffile.TiffFile(path)
+    except Exception as error:
+        raise SourceError(f"not a valid TIFF file ({one_line(error)}): {path}") from None
+    try:
+        # Before tifffile reads all IFDs and builds its series: a loop would hang it, absurd OME sizes
+        # exhaust memory.
+        check_ome_planes(tiff, count_ifds(tiff, path), path)
         tiff.series  # noqa: B018 - parses the series structure now, so failures surface here
     except Exception as error:
-        if tiff is not None:
-            tiff.close()
-        raise SourceError(f"not a valid TIFF file ({one_line(error)}): {path}") from None
+        problem = _open_error(error, tiff, path)
+        tiff.close()
+        raise problem from None
     return tiff
+
+
+def _open_error(error: Exception, tiff: tifffile.TiffFile, path: str) -> SourceError:
+    if isinstance(error, SourceError):
+        return error
+    if isinstance(error, MemoryError):
+        return SourceError(f"not a valid TIFF file (its structure needs too much memory): {path}")
+    try:
+        check_geometry(tiff.pages.first, path)  # names the bad tag where tifffile failed on one
+    except SourceError as bad_tag:
+        return bad_tag
+    except IndexError:  # no first page: tifffile's message says more
+        pass
+    return SourceError(f"not a valid TIFF file ({one_line(error)}): {path}")
 
 
 def select_series(tiff: tifffile.TiffFile, index: int, path: str) -> tifffile.TiffPageSeries:
@@ -141,7 +163,7 @@ def check_paged_data(
     """Check the data of the first and last pages. Pages from other files of a multi-file OME-TIFF are
     checked when read."""
     present = [page for page in pages if page is not None]
-    ends = [_data_end(page) for page in present[:1] + present[-1:] if page.parent is tiff]
+    ends = [_data_end(page, path) for page in present[:1] + present[-1:] if page.parent is tiff]
     if ends:
         _check_data_end(max(ends), path)
 
@@ -153,17 +175,43 @@ def check_imagej_stack(tiff: tifffile.TiffFile, series: tifffile.TiffPageSeries,
     if series.kind == "imagej" or not metadata:
         return
     first = tiff.pages.first
-    images = int(metadata.get("images", 1))
-    if first.is_final and images > len(tiff.pages):
-        _check_data_end(first.dataoffsets[0] + images * first.nbytes, path)
+    images = metadata.get("images", 1)
+    if is_whole(images) and first.is_final and images > len(tiff.pages) and _data_end(first, path):
+        _check_data_end(int(first.dataoffsets[0]) + images * first.nbytes, path)
 
 
-def _data_end(page: tifffile.TiffPage | tifffile.TiffFrame) -> int:
-    offsets = np.asarray(page.dataoffsets, np.int64)
-    bytecounts = np.asarray(page.databytecounts, np.int64)
-    if offsets.size == 0 or bytecounts.size != offsets.size:
+def _data_end(page: tifffile.TiffPage | tifffile.TiffFrame, path: str) -> int:
+    """Where the page's last tile or strip ends (0 without any). Tag values are as stored: they may be bytes
+    (a tag of type BYTE), floats, negative (a signed type) or beyond any file (a BigTIFF offset of 2**63)."""
+    kind = segment_kind(page)
+    offsets, bytecounts = (
+        _positions(table, kind, page, path) for table in (page.dataoffsets, page.databytecounts)
+    )
+    count = min(offsets.size, bytecounts.size)  # extra entries of the longer table are never used
+    if count == 0:
         return 0
+    offsets, bytecounts = offsets[:count], bytecounts[:count]
+    largest = int(max(offsets.max(), bytecounts.max()))
+    if largest >= 2**63:  # no file reaches that far; below it, the uint64 sums cannot overflow
+        raise SourceError(
+            f"invalid {kind} offsets in page {page.index}: byte {largest} lies beyond the end of the file: "
+            f"{path}"
+        )
     return int((offsets + bytecounts).max())
+
+
+def _positions(
+    values: object, kind: str, page: tifffile.TiffPage | tifffile.TiffFrame, path: str
+) -> np.ndarray:
+    """A tile or strip table as uint64, or a SourceError where its values are not byte positions."""
+    table = np.asarray(values)
+    if table.dtype.kind in "fO" and isinstance(values, tuple) and all(is_whole(value) for value in values):
+        # Python ints beyond int64, which numpy turns into floats or objects.
+        with contextlib.suppress(OverflowError):  # mixed with negative ones: left as not positions
+            table = np.array(values, np.uint64)
+    if table.dtype.kind not in "iu" or table.ndim != 1 or (table.dtype.kind == "i" and (table < 0).any()):
+        raise SourceError(f"invalid {kind} offsets in page {page.index}: not positions in a file: {path}")
+    return table.astype(np.uint64)
 
 
 def _check_data_end(end: int, path: str) -> None:

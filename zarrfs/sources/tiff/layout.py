@@ -109,6 +109,11 @@ class SegmentGrid:
     def width_segments(self) -> int:
         return math.ceil(self.width / self.segment_width)
 
+    @property
+    def count(self) -> int:
+        """How many tiles or strips one page stores."""
+        return self.separate * self.depth_segments * self.length_segments * self.width_segments
+
     def segment_index(self, separate: int, depth_block: int, row_block: int, column_block: int) -> int:
         blocks = separate * self.depth_segments + depth_block
         blocks = blocks * self.length_segments + row_block
@@ -139,7 +144,7 @@ class LevelPlan:
 
 
 def plan_level(series: tifffile.TiffPageSeries, axis_map: AxisMap, path: str) -> LevelPlan:
-    shape = series.get_shape(False)
+    shape = _series_shape(series, path)
     axes = series.get_axes(False)
     keyframe = series.keyframe
     grid = SegmentGrid.of(keyframe)
@@ -167,10 +172,18 @@ def plan_level(series: tifffile.TiffPageSeries, axis_map: AxisMap, path: str) ->
     outer = tuple(tuple(dims[letter]) for letter in axis_map.axes[:-2])
     canonical_shape = (
         *(math.prod(dim.size for dim in axis_dims) for axis_dims in outer),
-        grid.length,
-        grid.width,
+        int(grid.length),
+        int(grid.width),
     )
     return LevelPlan(canonical_shape, outer, grid, pages)
+
+
+def _series_shape(series: tifffile.TiffPageSeries, path: str) -> tuple[int, ...]:
+    """The series shape as Python ints: the core computes chunk grids and pyramids from it."""
+    shape = series.get_shape(False)
+    if not all(isinstance(size, int | np.integer) and size >= 0 for size in shape):
+        raise SourceError(f"invalid TIFF series shape {shape}: not whole numbers: {path}")
+    return tuple(int(size) for size in shape)
 
 
 def _assign_roles(shape: Sequence[int], pages: int, shaped: Sequence[int]) -> list[str | None]:

@@ -3,6 +3,7 @@ OME-XML, ImageJ metadata or plain TIFF tags) and a one-line description of how i
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 from xml.etree import ElementTree
@@ -12,6 +13,8 @@ import tifffile
 
 from zarrfs.sources.base import Channel, PhysicalSize
 from zarrfs.units import UnitKind, udunits_name
+
+log = logging.getLogger(__name__)
 
 _RGB_SAMPLES = (("red", "FF0000"), ("green", "00FF00"), ("blue", "0000FF"), ("alpha", None))
 
@@ -42,7 +45,24 @@ def image_metadata(
     channel_count: int,
 ) -> tuple[dict[str, PhysicalSize], list[Channel]]:
     """Physical sizes by canonical axis and one channel per index of the ``c`` axis (or none), from the
-    richest metadata the series has. ``sources`` maps canonical axes to the tifffile axis codes in them."""
+    richest metadata the series has. ``sources`` maps canonical axes to the tifffile axis codes in them.
+
+    Metadata never makes a file fail to open: where tags or XML are malformed in a way not foreseen below,
+    the image is served without them."""
+    try:
+        return _image_metadata(tiff, series, index, sources, channel_count)
+    except Exception as error:
+        log.debug("metadata ignored (%s: %s): %s", type(error).__name__, error, tiff.filehandle.path)
+        return {}, []
+
+
+def _image_metadata(
+    tiff: tifffile.TiffFile,
+    series: tifffile.TiffPageSeries,
+    index: int,
+    sources: dict[str, str],
+    channel_count: int,
+) -> tuple[dict[str, PhysicalSize], list[Channel]]:
     keyframe = series.keyframe
     samples = _sample_channels(keyframe) if "S" in sources.get("c", "") else []
     pixels = _ome_pixels(tiff, series, index) if series.kind == "ome" else None
@@ -71,7 +91,8 @@ def describe(tiff: tifffile.TiffFile, series: tifffile.TiffPageSeries, index: in
         parts.append("one strip per plane" if rows >= keyframe.imagelength else f"strips of {rows} rows")
     compression = compression_name(keyframe).lower()
     if keyframe.predictor != 1:
-        compression += f" + {tifffile.PREDICTOR(keyframe.predictor).name.lower()} predictor"
+        predictor = _enum_name(tifffile.PREDICTOR, keyframe.predictor) or str(keyframe.predictor)
+        compression += f" + {predictor.lower()} predictor"
     parts.append(compression)
     parts.append(str(np.dtype(series.dtype)))
     if tiff.byteorder == ">":
@@ -87,10 +108,15 @@ def describe(tiff: tifffile.TiffFile, series: tifffile.TiffPageSeries, index: in
 def compression_name(keyframe: tifffile.TiffPage) -> str:
     if keyframe.compression == 1:
         return "uncompressed"
+    return _enum_name(tifffile.COMPRESSION, keyframe.compression) or f"compression {keyframe.compression}"
+
+
+def _enum_name(enum: Any, value: Any) -> str | None:
+    """The name tifffile knows the tag value by, if any."""
     try:
-        return tifffile.COMPRESSION(keyframe.compression).name
-    except ValueError:
-        return f"compression {keyframe.compression}"
+        return str(enum(value).name)
+    except (TypeError, ValueError):
+        return None
 
 
 def _ome_pixels(
@@ -170,7 +196,8 @@ def _imagej_physical_sizes(
 
 def _resolution_physical_sizes(keyframe: tifffile.TiffPage) -> dict[str, PhysicalSize]:
     """Plain TIFF: X/YResolution only in a metric unit; inch-based values are print dpi, not pixel sizes."""
-    micrometers = _RESOLUTION_UNIT_MICROMETERS.get(int(keyframe.resolutionunit))
+    unit = keyframe.resolutionunit  # a tuple, or a float, where the tag has an odd count or type
+    micrometers = _RESOLUTION_UNIT_MICROMETERS.get(unit) if isinstance(unit, int | np.integer) else None
     if micrometers is None:
         return {}
     sizes = {}

@@ -16,11 +16,13 @@ from zarrfs.sources.tiff.checks import (
     open_tifffile,
     select_series,
 )
+from zarrfs.sources.tiff.geometry import check_geometry, check_segment_size, check_segment_tables
 from zarrfs.sources.tiff.layout import AxisMap, plan_level
 from zarrfs.sources.tiff.metadata import describe, image_metadata
 from zarrfs.sources.tiff.native import NativeLevel, native_level
 from zarrfs.sources.tiff.pixelfile import PixelFile
 from zarrfs.sources.tiff.readers import ContiguousLevel, LevelReader, PagedLevel, segment_cache
+from zarrfs.sources.tiff.tifflog import tifffile_messages
 
 # Decoded tiles or strips that more than one region needs (typically one huge strip read chunk by chunk).
 DEFAULT_SEGMENT_CACHE_BYTES = 256 * 2**20
@@ -37,23 +39,25 @@ class TiffSource(ImageSource):
         self._files: dict[int, PixelFile] = {}  # by id() of the TiffFile a page belongs to
         self._levels: list[LevelReader] = []
         self._native: list[NativeLevel | None] = []  # per level: its tiles served as stored, if they can be
-        self._tiff = open_tifffile(path)
+        self._tiff: tifffile.TiffFile | None = None
         try:
-            self._open_series(series, segment_cache(segment_cache_bytes))
+            with tifffile_messages(path):
+                self._tiff = open_tifffile(path)
+                self._open_series(self._tiff, series, segment_cache(segment_cache_bytes))
         except BaseException:
             self.close()
             raise
 
-    def _open_series(self, index: int, cache: ByteLRUCache[np.ndarray]) -> None:
+    def _open_series(self, tiff: tifffile.TiffFile, index: int, cache: ByteLRUCache[np.ndarray]) -> None:
         """Build the level readers, which share ``cache`` (dropped with them at close), and ``info``."""
-        tiff, path = self._tiff, self.path
+        path = self.path
         series = select_series(tiff, index, path)
         check_imagej_stack(tiff, series, path)
         axis_map = AxisMap.of(series, path)
         self._files[id(tiff)] = PixelFile(path)
         for level in series.levels:
             try:
-                reader = self._level_reader(level, axis_map, cache)
+                reader = self._level_reader(tiff, level, axis_map, cache)
             except SourceError:
                 if not self._levels:
                     raise
@@ -73,23 +77,32 @@ class TiffSource(ImageSource):
         )
 
     def _level_reader(
-        self, level: tifffile.TiffPageSeries, axis_map: AxisMap, cache: ByteLRUCache[np.ndarray]
+        self,
+        tiff: tifffile.TiffFile,
+        level: tifffile.TiffPageSeries,
+        axis_map: AxisMap,
+        cache: ByteLRUCache[np.ndarray],
     ) -> LevelReader:
         keyframe = level.keyframe
+        check_geometry(keyframe, self.path)
         check_decodable(keyframe, self.path)
         plan = plan_level(level, axis_map, self.path)
         dtype = np.dtype(level.dtype).newbyteorder("=")
-        file_dtype = np.dtype(keyframe.dtype).newbyteorder(self._tiff.byteorder)
-        if level.dataoffset is not None and not level.is_multifile and level.parent is self._tiff:
+        file_dtype = np.dtype(keyframe.dtype).newbyteorder(tiff.byteorder)
+        if level.dataoffset is not None and not level.is_multifile and level.parent is tiff:
             check_contiguous_data(level, plan.pages, self.path)
-            return ContiguousLevel(plan, dtype, self._files[id(self._tiff)], level.dataoffset, file_dtype)
+            return ContiguousLevel(plan, dtype, self._files[id(tiff)], level.dataoffset, file_dtype)
         # Resolving pages now, single-threaded, keeps tifffile's file handle out of read_region.
         pages = list(level)
-        check_paged_data(self._tiff, pages, self.path)
+        check_segment_tables(pages, plan.grid, self.path)
+        check_paged_data(tiff, pages, self.path)
         for page in pages:
             if page is not None and id(page.parent) not in self._files:
                 self._files[id(page.parent)] = PixelFile(page.parent.filehandle.path)
-        return PagedLevel(plan, dtype, pages, self._files, keyframe, file_dtype, cache)
+        reader = PagedLevel(plan, dtype, pages, self._files, keyframe, file_dtype, cache)
+        if not reader.reads_rows:
+            check_segment_size(plan.grid, file_dtype.itemsize, self.path)
+        return reader
 
     def read_region(self, level: int, region: tuple[slice, ...]) -> np.ndarray:
         if not self._files:
@@ -122,4 +135,5 @@ class TiffSource(ImageSource):
         self._files.clear()
         self._levels.clear()  # with them the decoded segments they cached
         self._native.clear()
-        self._tiff.close()
+        if self._tiff is not None:
+            self._tiff.close()
