@@ -6,7 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,14 +31,17 @@ def require_fuse() -> None:
         pytest.skip(reason)
 
 
-def zarrfs(*args: str | os.PathLike[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the real command line as a user would."""
+def zarrfs(
+    *args: str | os.PathLike[str], timeout: float = 120, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real command line as a user would (``preexec_fn`` runs in the child first, e.g. limits)."""
     return subprocess.run(
         [sys.executable, "-m", "zarrfs", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        preexec_fn=preexec_fn,
     )
 
 

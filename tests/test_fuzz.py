@@ -28,7 +28,6 @@ import select
 import signal
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 import traceback
@@ -741,31 +740,29 @@ def _offsets_of_byte_type() -> bytes:
     return bytes(data)
 
 
+def _with_field(seed: str, kind: str, tag: int, value: int | Callable[[int], int], nth: int = 0) -> bytes:
+    """The seed file with the ``nth`` field of ``kind`` of tag ``tag`` set to ``value`` (or to
+    ``value(file size)``)."""
+    data = bytearray(SEEDS[seed].data)
+    structure = walk_tiff(bytes(data))
+    field = [field for field in structure.of_kind(kind) if field.tag == tag][nth]
+    put(data, field, value(len(data)) if callable(value) else value, structure.byteorder)
+    return bytes(data)
+
+
 def _offset_beyond_int64() -> bytes:
     """A BigTIFF tile offset of 2**63, beyond any int64."""
-    data = bytearray(SEEDS["bigtiff_zstd"].data)
-    structure = walk_tiff(bytes(data))
-    element = next(field for field in structure.of_kind("element") if field.tag == 324)
-    put(data, element, 2**63, structure.byteorder)
-    return bytes(data)
+    return _with_field("bigtiff_zstd", "element", 324, 2**63)
 
 
 def _resolution_unit_pair() -> bytes:
     """ResolutionUnit with a count of 2: tifffile hands over a tuple."""
-    data = bytearray(SEEDS["passthrough_zlib"].data)
-    structure = walk_tiff(bytes(data))
-    count = next(field for field in structure.of_kind("count") if field.tag == 296)
-    put(data, count, 2, structure.byteorder)
-    return bytes(data)
+    return _with_field("passthrough_zlib", "count", 296, 2)
 
 
 def _unsupported_compression() -> bytes:
     """Compression relabelled as JBIG (34661), a codec tifffile cannot decode."""
-    data = bytearray(SEEDS["strips_raw"].data)
-    structure = walk_tiff(bytes(data))
-    value = next(field for field in structure.of_kind("value") if field.tag == 259)
-    put(data, value, 34661, structure.byteorder)
-    return bytes(data)
+    return _with_field("strips_raw", "value", 259, 34661)
 
 
 @dataclass(frozen=True)
@@ -851,14 +848,7 @@ def _limit_data() -> None:
 
 def zarrfs_bounded(*args: str | os.PathLike[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """``mounting.zarrfs`` with a memory limit (inherited by the mount daemon)."""
-    return subprocess.run(
-        [sys.executable, "-m", "zarrfs", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        preexec_fn=_limit_data,
-    )
+    return zarrfs(*args, timeout=timeout, preexec_fn=_limit_data)
 
 
 def _assert_clean_cli_failure(result: subprocess.CompletedProcess[str]) -> None:
@@ -876,25 +866,13 @@ def _cli_files() -> dict[str, BadFile]:
     files = dict(EXPLICIT)
 
     def tile_offset_past_end() -> bytes:
-        data = bytearray(SEEDS["tiled_zlib"].data)
-        structure = walk_tiff(bytes(data))
-        elements = [field for field in structure.of_kind("element") if field.tag == 324]
-        put(data, elements[1], len(data) + 4096, structure.byteorder)
-        return bytes(data)
+        return _with_field("tiled_zlib", "element", 324, lambda size: size + 4096, nth=1)
 
     def passthrough_tile_past_end() -> bytes:
-        data = bytearray(SEEDS["passthrough_raw"].data)
-        structure = walk_tiff(bytes(data))
-        elements = [field for field in structure.of_kind("element") if field.tag == 324]
-        put(data, elements[2], len(data) - 10, structure.byteorder)
-        return bytes(data)
+        return _with_field("passthrough_raw", "element", 324, lambda size: size - 10, nth=2)
 
     def compression_of_unknown_type() -> bytes:
-        data = bytearray(SEEDS["bigtiff_zstd"].data)
-        structure = walk_tiff(bytes(data))
-        type_field = next(field for field in structure.of_kind("type") if field.tag == 259)
-        put(data, type_field, 99, structure.byteorder)
-        return bytes(data)
+        return _with_field("bigtiff_zstd", "type", 259, 99)
 
     def zeroed_lzw_strip() -> bytes:
         data = bytearray(SEEDS["stack_big_endian_lzw"].data)
