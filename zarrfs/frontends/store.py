@@ -60,10 +60,10 @@ class ZarrfsStore(Store):
         return f"ZarrfsStore({self.dataset.source.path!r})"
 
     def _get_bytes_sync(self, key: str, byte_range: ByteRequest | None) -> bytes | None:
-        entry = self._tree.stat(key)
-        if entry is None or entry.is_dir:
+        try:
+            data = self._tree.read_file(key)
+        except (FileNotFoundError, IsADirectoryError):
             return None
-        data = self._tree.read_file(key)
         return data[_byte_slice(len(data), byte_range)]
 
     async def get(
