@@ -1542,6 +1542,7 @@ class Bench:
         with self.mount(image, "profile", options) as mount:
             if mount.pid is None:
                 return ["daemon not found"]
+            self.prepare(image, factor=2.7)  # as for the measured runs
             profile = Profile(mount.pid, self.profile_dir / f"{image.key}-{name}.txt")
             try:
                 body(mount.mountpoint)
@@ -1575,6 +1576,7 @@ class Bench:
         return self._profile_daemon(image, "random", ["--chunks", "256,256"], body)
 
     def _profile_store(self, image: Image) -> list[str]:
+        self.prepare(image)
         profile = Profile(os.getpid(), self.profile_dir / f"{image.key}-store.txt")
         try:
             store_read(image.path)
