@@ -260,6 +260,23 @@ def _sidecar(image: Image) -> Path:
     return image.path.with_name(image.path.name + ".json")
 
 
+def write_deflate_plane(path: Path, tiles: Iterator[np.ndarray | None], side: int) -> None:
+    """A side x side uint16 BigTIFF of deflate tiles (level 1, no predictor); None tiles stay unwritten."""
+    tifffile.imwrite(
+        path,
+        tiles,
+        shape=(side, side),
+        dtype="uint16",
+        tile=(TILE, TILE),
+        bigtiff=True,
+        maxworkers=2,
+        metadata=None,
+        compression="zlib",
+        compressionargs={"level": 1},
+        predictor=False,
+    )
+
+
 def generate(image: Image) -> float:
     """Write the image unless a matching one exists; returns the seconds spent (0 when reused)."""
     expected = {"generator": GENERATOR_VERSION, "key": image.key, **image.params}
@@ -273,20 +290,9 @@ def generate(image: Image) -> float:
     print(f"  generating {image.path.name}: {image.description}", flush=True)
     start = time.perf_counter()
     field_ = Field(seed=ord(image.key))
-    deflate = {"compression": "zlib", "compressionargs": {"level": 1}, "predictor": False}
     if image.key == "a":
         side = image.params["side"]
-        tifffile.imwrite(
-            partial,
-            plane_tiles(field_, side),
-            shape=(side, side),
-            dtype="uint16",
-            tile=(TILE, TILE),
-            bigtiff=True,
-            maxworkers=2,
-            metadata=None,
-            **deflate,
-        )
+        write_deflate_plane(partial, plane_tiles(field_, side), side)
     elif image.key == "b":
         shape = tuple(image.params["shape"])
         metadata = {
@@ -339,17 +345,7 @@ def generate(image: Image) -> float:
                 )
     elif image.key == "d":
         side, block = image.params["side"], image.params["block"]
-        tifffile.imwrite(
-            partial,
-            sparse_tiles(field_, side, block),
-            shape=(side, side),
-            dtype="uint16",
-            tile=(TILE, TILE),
-            bigtiff=True,
-            maxworkers=2,
-            metadata=None,
-            **deflate,
-        )
+        write_deflate_plane(partial, sparse_tiles(field_, side, block), side)
         with tifffile.TiffFile(partial) as tif:
             stored = int(np.count_nonzero(np.asarray(tif.pages[0].databytecounts)))
         if stored != block * block + 1:
@@ -384,21 +380,22 @@ def find_daemon(mountpoint: str) -> int | None:
     return None
 
 
-def peak_rss_bytes(pid: int) -> int:
-    """VmHWM: the process's peak resident set size so far (exact, unlike sampling)."""
+def _status_kib(pid: int, field: str) -> int:
+    """One memory field of /proc/<pid>/status (given in KiB), in bytes; 0 when absent."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """VmHWM: the process's peak resident set size so far (exact, unlike sampling)."""
+    return _status_kib(pid, "VmHWM")
 
 
 def current_rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return _status_kib(pid, "VmRSS")
 
 
 def cpu_seconds(pid: int) -> float:
