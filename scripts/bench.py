@@ -374,10 +374,10 @@ def _zarrfs_command(*args: str) -> list[str]:
 def find_daemon(mountpoint: str) -> int | None:
     import psutil
 
-    needle = json.dumps(mountpoint)
+    # The daemon is the forked `zarrfs mount SOURCE MOUNTPOINT` command, once that has returned.
     for process in psutil.process_iter(["pid", "cmdline"]):
         cmdline = process.info.get("cmdline") or []
-        if any("zarrfs.frontends.mount" in part for part in cmdline) and any(needle in p for p in cmdline):
+        if "mount" in cmdline and mountpoint in cmdline:
             return int(process.info["pid"])
     return None
 

@@ -257,9 +257,8 @@ def _daemon_pid(mountpoint: Path) -> int:
                 command = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if any(b"zarrfs.frontends.mount" in part for part in command) and str(
-                mountpoint
-            ).encode() in b" ".join(command):
+            # The daemon is the forked `zarrfs mount` command, once that has returned.
+            if b"mount" in command and str(mountpoint).encode() in command:
                 return int(entry.name)
     raise AssertionError(f"no daemon found for {mountpoint}")
 

@@ -1,18 +1,17 @@
 """Mounting and unmounting: checks with clear errors, the daemon process and its readiness signal.
 
-``zarrfs mount`` starts the daemon as a child process that runs FUSE in its own foreground (daemonizing after
+``zarrfs mount`` forks the daemon, a child process that runs FUSE in its own foreground (daemonizing after
 threads exist can hang), and returns only once the child reports the mount live or failed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import errno
-import json
 import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -20,13 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from zarrfs.core import ServeOptions, open_dataset
 from zarrfs.errors import MountError, ZarrfsError
 
 log = logging.getLogger("zarrfs")
 
-READY_FD_VARIABLE = "ZARRFS_READY_FD"
 READY_MESSAGE = "ready"
 READY_TIMEOUT_S = 120.0
 # Served content never changes while mounted: let the kernel cache attributes, lookups and misses.
@@ -40,7 +39,7 @@ LOG_FORMAT = "%(asctime)s zarrfs[%(process)d] %(levelname)s %(message)s"
 
 @dataclass
 class MountSpec:
-    """Everything the daemon needs; travels to the child process as JSON."""
+    """Everything the daemon needs."""
 
     source: str
     mountpoint: str
@@ -49,17 +48,6 @@ class MountSpec:
     log_file: str | None = None
     debug: bool = False
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> MountSpec:
-        data = json.loads(text)
-        options = data.pop("options")
-        if options["chunks"] is not None:
-            options["chunks"] = tuple(options["chunks"])
-        return cls(options=ServeOptions(**options), **data)
 
 
 def parse_fuse_options(values: tuple[str, ...] | list[str]) -> dict[str, str | bool]:
@@ -258,34 +246,79 @@ def run_foreground(spec: MountSpec, ready_pipe: ReadyPipe | None = None) -> None
 
 
 def mount_background(spec: MountSpec) -> str:
-    """Start the daemon and return its log file once the mount is live; raise MountError otherwise."""
+    """Start the daemon and return its log file once the mount is live; raise MountError otherwise.
+
+    The daemon is this process forked after its imports, which saves starting a second interpreter and
+    importing everything again (about half of the mount time). Call it only while this process runs a
+    single thread (the ``zarrfs`` command does): a fork copies just the calling thread.
+    """
+    if threading.active_count() != 1:
+        raise RuntimeError("mount_background must be called from a single-threaded process")
     # Checked here too (the daemon checks again) so that these errors need no process start.
     check_fuse_available()
     check_mountpoint(spec.mountpoint, spec.source)
     log_file = spec.log_file or default_log_file(spec.mountpoint)
     os.makedirs(os.path.dirname(log_file), exist_ok=True)
+    from zarrfs.frontends import fuse_ops  # noqa: F401  (loads libfuse once, before the fork)
+
+    log_fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     read_end, write_end = os.pipe()
-    environment = dict(os.environ, **{READY_FD_VARIABLE: str(write_end)})
-    with open(log_file, "ab") as log_handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "zarrfs.frontends.mount", spec.to_json()],
-            stdin=subprocess.DEVNULL,
-            stdout=log_handle,
-            stderr=log_handle,
-            pass_fds=(write_end,),
-            env=environment,
-            start_new_session=True,  # survives the shell that started it, and its Ctrl-C
-        )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        _run_daemon(spec, log_fd, ReadyPipe(write_end))  # never returns
+    os.close(log_fd)
     os.close(write_end)
-    message = _wait_for_report(read_end, process)
+    message = _wait_for_report(read_end, pid)
     if message != READY_MESSAGE:
-        if process.poll() is None:
-            process.terminate()
+        if not _reaped(pid):
+            os.kill(pid, signal.SIGTERM)
         raise MountError(message or f"the daemon exited before the mount was live; see {log_file}")
     return log_file
 
 
-def _wait_for_report(read_end: int, process: subprocess.Popen[bytes]) -> str:
+def _run_daemon(spec: MountSpec, log_fd: int, ready_pipe: ReadyPipe) -> NoReturn:
+    """The forked daemon: a session of its own (it survives the shell that started the mount, and its
+    Ctrl-C), stdin from /dev/null, stdout and stderr to the log file; serves until unmounted."""
+    code = 2
+    try:
+        os.setsid()
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        code = _serve_reporting(spec, ready_pipe)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # the parent's exit handlers (click's, atexit's) are not the daemon's
+
+
+def _serve_reporting(spec: MountSpec, ready_pipe: ReadyPipe) -> int:
+    """Serve; returns the exit status, and sends any failure before the mount went live to the parent."""
+    try:
+        run_foreground(spec, ready_pipe)
+    except ZarrfsError as error:
+        log.error("%s", error)
+        return 1
+    except Exception as error:  # a bug: the traceback goes to the log, one line to the waiting parent
+        log.exception("daemon failed")
+        ready_pipe.send(f"internal error: {type(error).__name__}: {error} (traceback in the log)")
+        return 2
+    return 0
+
+
+def _reaped(pid: int) -> bool:
+    """Whether the child ``pid`` has exited (and is now reaped)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True
+
+
+def _wait_for_report(read_end: int, pid: int) -> str:
     result: list[str] = []
 
     def read_report() -> None:
@@ -296,7 +329,7 @@ def _wait_for_report(read_end: int, process: subprocess.Popen[bytes]) -> str:
     reader.start()
     reader.join(READY_TIMEOUT_S)
     if reader.is_alive():
-        process.kill()
+        os.kill(pid, signal.SIGKILL)
         return f"the daemon did not report a live mount within {READY_TIMEOUT_S:.0f} s; it was stopped"
     return result[0] if result else ""
 
@@ -368,22 +401,3 @@ def unmount(mountpoint: str, lazy: bool = False) -> None:
                 f"{mountpoint} is busy (a process still uses it); close it, or run: zarrfs unmount --lazy"
             )
         raise MountError(f"cannot unmount {mountpoint}: {detail}")
-
-
-def _daemon_main() -> int:
-    spec = MountSpec.from_json(sys.argv[1])
-    ready_pipe = ReadyPipe(int(os.environ.pop(READY_FD_VARIABLE)))
-    try:
-        run_foreground(spec, ready_pipe)
-    except ZarrfsError as error:
-        log.error("%s", error)
-        return 1
-    except Exception as error:  # a bug: the traceback goes to the log, one line to the waiting parent
-        log.exception("daemon failed")
-        ready_pipe.send(f"internal error: {type(error).__name__}: {error} (traceback in the log)")
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_daemon_main())
