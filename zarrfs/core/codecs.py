@@ -13,14 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numcodecs
-import numcodecs.blosc
 import numpy as np
 
 from zarrfs.errors import ZarrfsError
-
-# We run many chunk encodes in parallel ourselves; blosc's own threads would only compete with them.
-numcodecs.blosc.use_threads = False
 
 COMPRESSOR_NAMES = ("none", "blosc-lz4", "blosc-zstd", "zstd", "zlib")
 
@@ -75,6 +70,12 @@ class Encoding:
 
 
 def _numcodecs_encoder(config: dict[str, Any]) -> Callable[[np.ndarray], bytes]:
+    # Imported only when a compressor needs it: it is a sixth of the start-up imports of every mount.
+    import numcodecs
+    import numcodecs.blosc
+
+    # We run many chunk encodes in parallel ourselves; blosc's own threads would only compete with them.
+    numcodecs.blosc.use_threads = False
     codec = numcodecs.get_codec(dict(config))
     return lambda pixels: bytes(codec.encode(pixels))
 
