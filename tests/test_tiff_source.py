@@ -19,7 +19,8 @@ from tiff_cases import CASES, Case, write_bad_files
 from zarrfs.errors import SourceError
 from zarrfs.sources import open_source
 from zarrfs.sources.base import Channel, PhysicalSize
-from zarrfs.sources.tiff import TiffSource, is_tiff_header
+from zarrfs.sources.tiff import TiffSource, is_tiff_header, pixelfile
+from zarrfs.sources.tiff.pixelfile import PixelFile
 from zarrfs.units import udunits_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -465,6 +466,81 @@ def test_corrupt_tile_is_reported_with_its_index(tmp_path: Path) -> None:
         _assert_same(source.read_region(0, (slice(0, 32), slice(0, 32))), image[:32, :32])
         with pytest.raises(SourceError, match=r"cannot decode tile 3 of page 0 \(.+\): "):
             source.read_region(0, (slice(32, 64), slice(32, 64)))
+
+
+# --- positional reads ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def noise_file(tmp_path: Path) -> tuple[Path, bytes]:
+    path = tmp_path / "noise.bin"
+    data = np.random.default_rng(7).integers(0, 256, 3000 * 200, dtype=np.uint8).tobytes()
+    path.write_bytes(data)
+    return path, data
+
+
+@pytest.mark.parametrize(
+    ("offset", "row_stride", "rows", "length"),
+    [
+        (0, 200, 3000, 200),  # one contiguous run
+        (13, 200, 1, 150),  # a single row
+        (5, 200, 2900, 120),  # gaps read into scratch: more buffers than one preadv call takes
+        (7, 200, 40, 9),  # a narrow window of wide rows: row by row
+    ],
+)
+def test_pixel_file_reads_rows_into_place(
+    noise_file: tuple[Path, bytes], offset: int, row_stride: int, rows: int, length: int
+) -> None:
+    path, data = noise_file
+    source = np.frombuffer(data, np.uint8)
+    expected = np.stack([source[offset + row * row_stride :][:length] for row in range(rows)])
+    file = PixelFile(str(path))
+    try:
+        assert file.read_window(offset, row_stride, rows, length).tobytes() == expected.tobytes()
+    finally:
+        file.close()
+
+
+def test_pixel_file_completes_short_reads(
+    noise_file: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """preadv may fill fewer bytes than asked (huge requests, signals): the rest is read, in place."""
+    path, data = noise_file
+    real_preadv = os.preadv
+
+    def short_preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
+        return real_preadv(fd, [buffers[0][:7]], offset)
+
+    monkeypatch.setattr(pixelfile.os, "preadv", short_preadv)
+    file = PixelFile(str(path))
+    try:
+        into = [memoryview(bytearray(n)) for n in (20, 3, 0, 31)]
+        file.read_into(into, 11)
+        assert b"".join(bytes(view) for view in into) == data[11:65]
+    finally:
+        file.close()
+
+
+def test_pixel_file_reports_truncation(noise_file: tuple[Path, bytes]) -> None:
+    path, data = noise_file
+    file = PixelFile(str(path))
+    try:
+        with pytest.raises(SourceError, match=rf"^file is truncated: needed bytes .* ends at {len(data)}: "):
+            file.read_window(len(data) - 500, 300, 3, 200)
+    finally:
+        file.close()
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_uncompressed_windows_of_many_rows(tmp_path: Path, byteorder: str) -> None:
+    """Rows read straight into the output (and byte-swapped there) for wide, gapped and narrow windows."""
+    path = tmp_path / "tall.tif"
+    image = np.random.default_rng(3).integers(0, 2**16, (1300, 300), dtype=np.uint16)
+    tifffile.imwrite(path, image, byteorder=byteorder)
+    with TiffSource(str(path)) as source:
+        for columns in (slice(0, 300), slice(10, 200), slice(5, 20), slice(299, 300)):
+            region = (slice(3, 1297), columns)
+            _assert_same(source.read_region(0, region), image[region])
 
 
 # --- headers and units ---------------------------------------------------------------------------------

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
 from zarrfs.errors import SourceError
+
+# preadv refuses more buffers than this in one call (EINVAL).
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 
 class PixelFile:
@@ -25,23 +29,59 @@ class PixelFile:
         while received < length:  # large reads may come back in pieces
             more = os.pread(self.fd, length - received, offset + received)
             if not more:
-                raise SourceError(
-                    f"file is truncated: needed bytes {offset}-{offset + length} but it ends at "
-                    f"{offset + received}: {self.path}"
-                )
+                raise self._truncated(offset, offset + length, offset + received)
             parts.append(more)
             received += len(more)
         return b"".join(parts)
 
+    def read_into(self, buffers: Sequence[memoryview], offset: int) -> None:
+        """Fill ``buffers`` (flat byte views), in order, from consecutive bytes of the file from ``offset``
+        on: the kernel copies straight into them, with no intermediate ``bytes``."""
+        pending = list(buffers)
+        first = 0  # pending[first:] still wants bytes
+        position = offset
+        end = offset + sum(buffer.nbytes for buffer in pending)
+        while first < len(pending):
+            received = os.preadv(self.fd, pending[first : first + _IOV_MAX], position)
+            if received == 0:
+                raise self._truncated(offset, end, position)
+            position += received
+            # Skip what is full; a short read (a huge request, a signal) leaves one buffer partly filled.
+            while first < len(pending) and received >= pending[first].nbytes:
+                received -= pending[first].nbytes
+                first += 1
+            if received:
+                pending[first] = pending[first][received:]
+
+    def read_rows_into(self, rows: np.ndarray, offset: int, row_stride: int) -> None:
+        """Fill the C-contiguous uint8 array ``rows`` (rows, length) with ``length`` bytes from each of its
+        rows ``row_stride`` bytes apart in the file from ``offset`` on."""
+        count, length = rows.shape
+        flat = memoryview(rows).cast("B")  # refuses a non-contiguous array (reshape would silently copy)
+        if row_stride == length or count == 1:  # one run of bytes
+            self.read_into([flat], offset)
+            return
+        views = [flat[row * length : (row + 1) * length] for row in range(count)]
+        if row_stride <= 2 * length:
+            # One read, its gaps between the rows dropped into a scratch buffer: wasting at most as many bytes
+            # as it keeps is cheaper than one system call per row.
+            gap = memoryview(bytearray(row_stride - length))
+            scattered = [part for view in views for part in (view, gap)]
+            self.read_into(scattered[:-1], offset)
+        else:  # a narrow window of wide rows: read only the window, row by row
+            for row, view in enumerate(views):
+                self.read_into([view], offset + row * row_stride)
+
     def read_window(self, offset: int, row_stride: int, rows: int, length: int) -> np.ndarray:
         """``length`` bytes from each of ``rows`` rows ``row_stride`` bytes apart, as uint8 (rows, length)."""
-        if rows == 1 or row_stride <= 2 * length:
-            # One read, wasting at most as many bytes as it keeps: cheaper than one system call per row.
-            data = np.frombuffer(self.read((rows - 1) * row_stride + length, offset), np.uint8)
-            return np.lib.stride_tricks.as_strided(data, (rows, length), (row_stride, 1))
-        # A narrow window of wide rows: read only the window, row by row.
-        parts = [self.read(length, offset + row * row_stride) for row in range(rows)]
-        return np.frombuffer(b"".join(parts), np.uint8).reshape(rows, length)
+        window = np.empty((rows, length), np.uint8)
+        self.read_rows_into(window, offset, row_stride)
+        return window
+
+    def _truncated(self, start: int, stop: int, end: int) -> SourceError:
+        return SourceError(
+            f"file is truncated: needed bytes {start}-{stop} but it ends at {end}: {self.path}"
+        )
 
     def close(self) -> None:
         if self.fd >= 0:

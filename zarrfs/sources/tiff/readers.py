@@ -73,14 +73,21 @@ class LevelReader(ABC):
     ) -> None:
         """Copy image rows first_row..stop_row-1 of the region's columns, stored uncompressed from byte
         ``offset`` of ``file`` on (where row ``first_row`` starts), into the listed planes."""
+        start = first_row - rows.start
+        offset += columns.start * self.pixel_bytes
+        if self.plan.grid.contig == 1:
+            # One sample per pixel: the stored bytes are the output rows, so the kernel copies them straight
+            # into the output (with contig 1, a depth slice is one item).
+            ((plane, _, _),) = items
+            target = planes[plane, start : start + stop_row - first_row]
+            file.read_rows_into(target.view(np.uint8), offset, self.row_bytes)
+            if not self.file_dtype.isnative:
+                target.byteswap(inplace=True)
+            return
         window = file.read_window(
-            offset + columns.start * self.pixel_bytes,
-            self.row_bytes,
-            stop_row - first_row,
-            (columns.stop - columns.start) * self.pixel_bytes,
+            offset, self.row_bytes, stop_row - first_row, (columns.stop - columns.start) * self.pixel_bytes
         )
         pixels = window.view(self.file_dtype).reshape(window.shape[0], -1, self.plan.grid.contig)
-        start = first_row - rows.start
         for plane, _, contig in items:
             planes[plane, start : start + pixels.shape[0]] = pixels[:, :, contig]
 
