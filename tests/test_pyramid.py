@@ -107,6 +107,16 @@ def test_3d_with_z_halved_matches_reference(dtype: type, method: str) -> None:
 
 
 @pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("chunks", [(1, 16, 16), (3, 15, 17), (1, 67, 45)])
+def test_blocks_straddling_parent_chunks_match_reference(chunks: tuple[int, ...], method: str) -> None:
+    # One-plane or odd chunks: a 2x2x2 block can take pixels from two or more chunks of the level above.
+    data = sample_data((9, 67, 45), np.uint16, method)
+    levels = pyramid(data, "zyx", chunks, method, levels=4)
+    assert [level.factors for level in levels[1:]] == [(2, 2, 2)] * 3
+    assert_levels_match_reference(levels, data, method)
+
+
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16])
 def test_3d_with_z_kept_matches_reference(dtype: type, method: str) -> None:
     data = sample_data((7, 67, 45), dtype, method)

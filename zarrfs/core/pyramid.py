@@ -7,12 +7,13 @@ chunks need them.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
 import numpy as np
 
-from zarrfs.core.levels import PixelLevel
+from zarrfs.core.levels import PixelLevel, run_concurrently
 from zarrfs.core.options import DOWNSAMPLE_METHODS, ServeOptions
 from zarrfs.sources import PhysicalSize, SourceInfo
 
@@ -54,11 +55,52 @@ class ComputedLevel(PixelLevel):
         )
 
     def read_region(self, region: tuple[slice, ...]) -> np.ndarray:
-        parent_region = tuple(
-            slice(part.start * factor, min(part.stop * factor, extent))
+        """Reduces the parent region piece by piece, concurrently: each piece is one parent chunk (or the
+        few chunks a block straddles, such as two one-plane chunks when z is halved), so that the pieces need
+        not be copied into one array first and the reductions run beside the reads of further pieces."""
+        out = np.empty(tuple(part.stop - part.start for part in region), dtype=self.dtype)
+        # Along each axis, pieces span whole parent chunks and whole blocks: a multiple of both sizes.
+        steps = [
+            math.lcm(chunk, factor) for chunk, factor in zip(self.parent.chunks, self.factors, strict=True)
+        ]
+        parent_region = [
+            (part.start * factor, min(part.stop * factor, extent))
             for part, factor, extent in zip(region, self.factors, self.parent.shape, strict=True)
+        ]
+        pieces_per_axis = [
+            [
+                (max(start, i * step), min(stop, (i + 1) * step))
+                for i in range(start // step, math.ceil(stop / step))
+            ]
+            for (start, stop), step in zip(parent_region, steps, strict=True)
+        ]
+
+        def reduce_piece(piece: tuple[tuple[int, int], ...]) -> None:
+            pixels = self._parent_pixels(tuple(slice(lo, hi) for lo, hi in piece))
+            target = tuple(
+                slice((lo - start) // factor, math.ceil((hi - start) / factor))
+                for (lo, hi), (start, _), factor in zip(piece, parent_region, self.factors, strict=True)
+            )
+            out[target] = downsample(pixels, self.factors, self.method)
+
+        run_concurrently(
+            [functools.partial(reduce_piece, piece) for piece in itertools.product(*pieces_per_axis)]
         )
-        return downsample(self.parent.read_through_chunks(parent_region), self.factors, self.method)
+        return out
+
+    def _parent_pixels(self, region: tuple[slice, ...]) -> np.ndarray:
+        """The parent's pixels of ``region``: a view into its cached chunk when one chunk holds them all."""
+        index = tuple(part.start // chunk for part, chunk in zip(region, self.parent.chunks, strict=True))
+        if any(
+            (part.stop - 1) // chunk != i
+            for part, chunk, i in zip(region, self.parent.chunks, index, strict=True)
+        ):
+            return self.parent.read_through_chunks(region)
+        have = self.parent.chunk_region(index)
+        inside = tuple(
+            slice(part.start - h.start, part.stop - h.start) for part, h in zip(region, have, strict=True)
+        )
+        return self.parent.chunk_pixels(index)[inside]
 
 
 def downsample(pixels: np.ndarray, factors: tuple[int, ...], method: str) -> np.ndarray:
