@@ -121,6 +121,12 @@ class PixelLevel(ABC):
             out[into_out] = self.chunk_pixels(chunk_index)[into_chunk]
         return out
 
+    def cached_chunk_pixels(self, index: ChunkIndex) -> np.ndarray | None:
+        """``chunk_pixels(index)`` if the cache holds it, else None: never makes the chunk."""
+        value = self.cache.peek(("pixels", self.name, index))
+        assert value is None or isinstance(value, np.ndarray)
+        return value
+
 
 class StoredLevel(PixelLevel):
     """A level the source stores (level 0, or a reduced level of a stored pyramid)."""

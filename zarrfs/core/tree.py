@@ -16,17 +16,28 @@ from zarrfs.core.levels import ChunkIndex
 
 DIRECTORY = -1
 
+# File contents: chunk files are read-only views of cached chunks (no copy until the reader's own buffer).
+FileBytes = bytes | memoryview
+
+
+class WouldBlock(Exception):
+    """Raised by a non-blocking call (``blocking=False``) that could only answer by making a chunk or reading
+    the source: the caller asks again where waiting is allowed."""
+
 
 class ChunkFiles(Protocol):
-    """Files on a grid (chunks or shards) whose exact sizes are known before they are read."""
+    """Files on a grid (chunks or shards) whose exact sizes are known before they are read.
+
+    With ``blocking=False``, ``file_size`` and ``read`` answer only from what is at hand (static sizes, the
+    cache) and raise WouldBlock otherwise."""
 
     grid: tuple[int, ...]
 
     def contains(self, index: ChunkIndex) -> bool: ...
 
-    def file_size(self, index: ChunkIndex) -> int: ...
+    def file_size(self, index: ChunkIndex, blocking: bool = True) -> int: ...
 
-    def read(self, index: ChunkIndex, offset: int, size: int) -> bytes: ...
+    def read(self, index: ChunkIndex, offset: int, size: int, blocking: bool = True) -> FileBytes: ...
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,9 @@ class VirtualTree:
     ``guard`` runs whenever a chunk file is looked up (``stat``, which every open and whole-file read goes
     through), and raises (an OSError) to refuse it. Reads of an already open file are not checked again: a
     check per read request cost up to a fifth of the daemon's time.
+
+    ``stat`` and ``read`` with ``blocking=False`` raise WouldBlock where they would make a chunk or read the
+    source; the guard (a stat of the source file, no data read) runs either way.
     """
 
     def __init__(
@@ -112,7 +126,7 @@ class VirtualTree:
             return _ChunkPath(files, index)
         return None
 
-    def stat(self, path: str) -> Entry | None:
+    def stat(self, path: str, blocking: bool = True) -> Entry | None:
         """The entry at ``path``, or None when nothing is there."""
         parts = _split(path)
         key = "/".join(parts)
@@ -127,7 +141,7 @@ class VirtualTree:
         if chunk.is_dir:
             return Entry(DIRECTORY)
         self._guard()
-        return Entry(chunk.files.file_size(chunk.index))
+        return Entry(chunk.files.file_size(chunk.index, blocking))
 
     def listdir(self, path: str, start: int = 0) -> Iterator[str]:
         """Names in the directory at ``path`` from the ``start``-th on, produced lazily: a chunk directory can
@@ -153,14 +167,13 @@ class VirtualTree:
             raise NotADirectoryError(path)
         yield from (str(i) for i in range(start, chunk.files.grid[len(chunk.index)]))
 
-    def read(self, path: str, offset: int, size: int) -> bytes:
-        """Bytes ``offset`` to ``offset + size`` of the file at ``path``. Raises FileNotFoundError,
-        IsADirectoryError or ChunkReadError (an OSError) when the source cannot be read for a chunk."""
+    def _file(self, path: str) -> bytes | _ChunkPath:
+        """The document or chunk file at ``path``. Raises FileNotFoundError or IsADirectoryError."""
         parts = _split(path)
         key = "/".join(parts)
         document = self._documents.get(key)
         if document is not None:
-            return document[offset : offset + size]
+            return document
         if key in self._directories:
             raise IsADirectoryError(path)
         chunk = self._chunk_path(parts)
@@ -168,13 +181,21 @@ class VirtualTree:
             raise FileNotFoundError(path)
         if chunk.is_dir:
             raise IsADirectoryError(path)
-        return chunk.files.read(chunk.index, offset, size)
+        return chunk
 
-    def read_file(self, path: str) -> bytes:
-        """The whole file at ``path`` (same errors as ``read``)."""
-        entry = self.stat(path)
-        if entry is None:
-            raise FileNotFoundError(path)
-        if entry.is_dir:
-            raise IsADirectoryError(path)
-        return self.read(path, 0, entry.size)
+    def read(self, path: str, offset: int, size: int, blocking: bool = True) -> FileBytes:
+        """Bytes ``offset`` to ``offset + size`` of the file at ``path``, read-only. Raises FileNotFoundError,
+        IsADirectoryError or ChunkReadError (an OSError) when the source cannot be read for a chunk."""
+        file = self._file(path)
+        if isinstance(file, bytes):
+            return file[offset : offset + size]
+        return file.files.read(file.index, offset, size, blocking)
+
+    def read_file(self, path: str, blocking: bool = True) -> FileBytes:
+        """The whole file at ``path`` (same errors as ``read``). A chunk file is looked up as by ``stat``,
+        guard included: a reader of whole files (the zarr store) never opens them."""
+        file = self._file(path)
+        if isinstance(file, bytes):
+            return file
+        self._guard()
+        return file.files.read(file.index, 0, file.files.file_size(file.index, blocking), blocking)
