@@ -140,8 +140,14 @@ class VirtualTree:
             return None
         if chunk.is_dir:
             return Entry(DIRECTORY)
+        if blocking:
+            self._guard()  # before any work for a source that may have changed
+            return Entry(chunk.files.file_size(chunk.index))
+        # Non-blocking: a size at hand is no work; checking after it spares a second check when this
+        # raises WouldBlock and the caller asks again blocking.
+        size = chunk.files.file_size(chunk.index, blocking=False)
         self._guard()
-        return Entry(chunk.files.file_size(chunk.index, blocking))
+        return Entry(size)
 
     def listdir(self, path: str, start: int = 0) -> Iterator[str]:
         """Names in the directory at ``path`` from the ``start``-th on, produced lazily: a chunk directory can
@@ -197,5 +203,10 @@ class VirtualTree:
         file = self._file(path)
         if isinstance(file, bytes):
             return file
-        self._guard()
-        return file.files.read(file.index, 0, file.files.file_size(file.index, blocking), blocking)
+        files, index = file.files, file.index
+        if blocking:
+            self._guard()
+            return files.read(index, 0, files.file_size(index))
+        data = files.read(index, 0, files.file_size(index, blocking=False), blocking=False)
+        self._guard()  # after, as in ``stat``
+        return data
