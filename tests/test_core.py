@@ -15,6 +15,7 @@ from zarrfs.core import ServeOptions, build_dataset
 from zarrfs.core.chunking import default_chunks
 from zarrfs.core.levels import ChunkReadError
 from zarrfs.core.options import parse_chunks, parse_size, serve_options
+from zarrfs.core.tree import VirtualTree, WouldBlock
 from zarrfs.errors import ZarrfsError
 from zarrfs.lru import ByteLRUCache
 from zarrfs.sources import Channel, Level, PhysicalSize
@@ -74,6 +75,27 @@ def test_cache_does_not_keep_failures() -> None:
     with pytest.raises(ValueError):
         cache.get_or_compute("k", lambda: (_ for _ in ()).throw(ValueError("boom")))
     assert cache.get_or_compute("k", lambda: b"ok") == b"ok"
+
+
+def test_cache_peek_neither_computes_nor_waits() -> None:
+    cache = ByteLRUCache(capacity_bytes=1000)
+    assert cache.peek("k") is None
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> bytes:
+        started.set()
+        release.wait(10)
+        return b"v"
+
+    worker = threading.Thread(target=lambda: cache.get_or_compute("k", slow))
+    worker.start()
+    started.wait(10)
+    assert cache.peek("k") is None  # under way: peek does not wait for it
+    release.set()
+    worker.join()
+    assert cache.peek("k") == b"v"
+    stats = cache.stats()
+    assert (stats.misses, stats.hits) == (1, 1)
 
 
 def test_parse_size_and_chunks() -> None:
@@ -221,3 +243,68 @@ def test_chunk_option_errors() -> None:
         _dataset(data, "yx", compressor="lzma")
     with pytest.raises(ZarrfsError, match="out of range"):
         _dataset(data, "yx", compressor="zlib", clevel=12)
+
+
+def test_raw_chunk_files_are_read_only_views_of_the_cached_chunk() -> None:
+    data = np.arange(128 * 128, dtype=np.uint16).reshape(128, 128)
+    _, dataset = _dataset(data, "yx", chunks="64,64", compressor="none")
+    whole = dataset.tree.read_file("0/1/0")
+    part = dataset.tree.read("0/1/0", 100, 50)
+    assert isinstance(whole, memoryview) and whole.readonly
+    assert whole == data[64:, :64].tobytes() and part == whole[100:150]
+    with pytest.raises(TypeError):
+        whole[0] = 1  # type: ignore[index]
+    # No copy: both are views of the one cached chunk.
+    assert np.shares_memory(np.frombuffer(whole, np.uint8), np.frombuffer(part, np.uint8))
+
+
+@pytest.mark.parametrize("shards", [None, 2])
+@pytest.mark.parametrize("compressor", ["none", "zstd"])
+def test_non_blocking_calls_answer_only_what_needs_no_chunk_made(compressor: str, shards: int | None) -> None:
+    data = np.random.default_rng(2).integers(0, 60000, (128, 256), dtype=np.uint16)
+    ngff = "0.4" if shards is None else "0.5"
+    _, dataset = _dataset(data, "yx", chunks="64,64", compressor=compressor, ngff=ngff, shards=shards)
+    tree = dataset.tree
+    key = "0/1/1" if shards is None else "0/c/0/1"
+    document = "0/.zarray" if shards is None else "0/zarr.json"
+    assert tree.read(document, 0, 5, blocking=False) == tree.read_file(document)[:5]
+    assert tree.stat("0", blocking=False).is_dir
+    if compressor == "none":
+        assert tree.stat(key, blocking=False) == tree.stat(key)  # raw sizes need no chunk
+    else:
+        with pytest.raises(WouldBlock):
+            tree.stat(key, blocking=False)  # the size of a compressed chunk needs an encode
+    with pytest.raises(WouldBlock):
+        tree.read(key, 0, 10, blocking=False)
+    with pytest.raises(WouldBlock):
+        tree.read_file(key, blocking=False)
+    expected = bytes(tree.read_file(key))
+    assert tree.stat(key, blocking=False).size == len(expected)
+    assert tree.read_file(key, blocking=False) == expected
+    assert tree.read(key, 3, 1000, blocking=False) == expected[3:1003]
+
+
+def test_non_blocking_lookups_check_the_source_once() -> None:
+    data = np.zeros((128, 128), dtype=np.uint8)
+    _, dataset = _dataset(data, "yx", chunks="64,64", compressor="zstd")
+    checks = []
+    tree = VirtualTree(
+        {"zarr.json": b"{}"}, {"0": {"": dataset.layouts[0].files[0]}}, guard=lambda: checks.append(1)
+    )
+    with pytest.raises(WouldBlock):
+        tree.stat("0/0/0", blocking=False)
+    with pytest.raises(WouldBlock):
+        tree.read_file("0/0/0", blocking=False)
+    assert checks == []  # nothing served yet: the blocking call that follows checks
+    tree.read_file("0/0/0")
+    tree.stat("0/0/0", blocking=False)
+    tree.read_file("0/0/0", blocking=False)
+    assert len(checks) == 3
+
+    def refuse() -> None:
+        raise OSError("changed")
+
+    refusing = VirtualTree({}, {"0": {"": dataset.layouts[0].files[0]}}, guard=refuse)
+    for call in (refusing.stat, refusing.read_file):
+        with pytest.raises(OSError, match="changed"):
+            call("0/0/0", blocking=False)  # cached, yet refused

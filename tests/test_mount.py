@@ -250,6 +250,38 @@ def test_a_request_over_the_time_limit_gets_eio_and_the_daemon_keeps_serving(tmp
     assert "took longer than 0.05 s" in (tmp_path / "zarrfs.log").read_text()
 
 
+def test_with_every_worker_stuck_metadata_and_lookups_are_still_served(tmp_path: Path) -> None:
+    import threading
+
+    from zarrfs.frontends.fuse_ops import WORKER_THREADS
+
+    # One huge LZW strip (~1 s to decode): every chunk waits for it, so readers of many chunks occupy every
+    # worker, and more wait in the queue. Calls that need no chunk made must not queue behind them.
+    source = tmp_path / "one_strip.tif"
+    image = np.random.default_rng(0).integers(0, 4000, (8000, 8000), dtype=np.uint16)
+    tifffile.imwrite(source, image, compression="lzw", rowsperstrip=8000)
+    options = ("--timeout", "0.2", "--levels", "1", "--ngff", "0.4", "--chunks", "500,500")
+    with mounted(source, tmp_path / "mnt", *options) as mnt:
+        errors: list[int] = []
+
+        def read_chunk(row: int) -> None:
+            try:
+                (mnt / "0" / str(row) / "0").read_bytes()
+            except OSError as error:
+                errors.append(error.errno or 0)
+
+        readers = [threading.Thread(target=read_chunk, args=(row,)) for row in range(2 * WORKER_THREADS)]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join()
+        assert errors and set(errors) == {errno.EIO}  # the time limit held
+        # Queued behind the stuck workers, these would get EIO too.
+        assert os.stat(mnt / "0" / "15" / "15").st_size == 500 * 500 * 2
+        assert json.loads((mnt / "0" / ".zarray").read_text())["chunks"] == [500, 500]
+    assert "took longer than 0.2 s" in (tmp_path / "zarrfs.log").read_text()
+
+
 def _daemon_pid(mountpoint: Path) -> int:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

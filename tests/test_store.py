@@ -62,3 +62,34 @@ def test_store_honours_byte_ranges(tmp_path: Path) -> None:
         assert asyncio.run(store.get("0/0/0", prototype, request)).to_bytes() == expected
     assert asyncio.run(store.get("0/9/9", prototype)) is None
     store.close()
+
+
+def test_store_hands_zarr_read_only_views_of_cached_chunks_without_a_thread_hop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zarr.core.buffer import default_buffer_prototype
+
+    from zarrfs.frontends import store as store_module
+
+    case = CASES["uint16_tiled_zlib"](tmp_path)
+    store = zarrfs.open_store(case.path, compressor="none", chunks="128,128", ngff="0.4", levels=1)
+    hops = []
+    to_thread = asyncio.to_thread
+
+    async def counting_to_thread(*args: object) -> object:
+        hops.append(args)
+        return await to_thread(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module.asyncio, "to_thread", counting_to_thread)
+    prototype = default_buffer_prototype()
+    try:
+        first = asyncio.run(store.get("0/0/0", prototype)).as_numpy_array()
+        assert len(hops) == 1  # the chunk had to be made
+        second = asyncio.run(store.get("0/0/0", prototype)).as_numpy_array()
+        assert asyncio.run(store.get(".zgroup", prototype)) is not None
+        assert len(hops) == 1  # cached chunks and documents are answered on the event loop
+        assert np.shares_memory(first, second) and not second.flags.writeable
+        assert second.tobytes() == case.expected[:128, :128].astype("<u2").tobytes()
+        np.testing.assert_array_equal(zarr.open_group(store, mode="r")["0"][...], case.expected)
+    finally:
+        store.close()

@@ -94,6 +94,16 @@ class ByteLRUCache(Generic[V]):
         pending.done.set()
         return value
 
+    def peek(self, key: Hashable) -> V | None:
+        """The value if it is cached, else None, without computing it or waiting for a computation under way:
+        for callers that must answer at once or hand the work elsewhere."""
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+                self._hits += 1
+            return value
+
     def _insert(self, key: Hashable, value: V) -> None:
         size = self._sizeof(value)
         if size > self.capacity_bytes and not self._keep_oversized:

@@ -8,6 +8,7 @@ import numpy as np
 
 from zarrfs.core.codecs import Encoding
 from zarrfs.core.levels import ChunkIndex, PixelLevel
+from zarrfs.core.tree import FileBytes, WouldBlock
 from zarrfs.sources import ImageSource
 
 
@@ -45,35 +46,48 @@ class VirtualArray:
     def contains(self, index: ChunkIndex) -> bool:
         return self.level.contains(index)
 
-    def file_size(self, index: ChunkIndex) -> int:
-        """The exact size of the chunk's file; for compressed output this encodes the chunk once."""
+    def file_size(self, index: ChunkIndex, blocking: bool = True) -> int:
+        """The exact size of the chunk's file; for compressed output this encodes the chunk once. Without
+        ``blocking``, raises WouldBlock instead of encoding."""
         if self.native is None and self.encoding.is_raw:
             return self.raw_chunk_nbytes
         size = self._encoded_sizes.get(index)
         if size is None:
+            if not blocking:
+                raise WouldBlock
             size = len(self.chunk_bytes(index))
         return size
 
-    def read(self, index: ChunkIndex, offset: int, size: int) -> bytes:
-        if self.native is None and self.encoding.is_raw:
-            # Raw chunks are the cached pixels themselves: copy out only the bytes asked for.
-            view = memoryview(self.level.chunk_pixels(index)).cast("B")
-            return bytes(view[offset : offset + size])
-        return self.chunk_bytes(index)[offset : offset + size]
+    def read(self, index: ChunkIndex, offset: int, size: int, blocking: bool = True) -> FileBytes:
+        """Bytes ``offset`` to ``offset + size`` of the chunk's file, as a view of the cached chunk: the only
+        copy is the reader's. Without ``blocking``, raises WouldBlock unless the cache holds the chunk."""
+        return self.chunk_bytes(index, blocking)[offset : offset + size]
 
-    def chunk_bytes(self, index: ChunkIndex) -> bytes:
+    def chunk_bytes(self, index: ChunkIndex, blocking: bool = True) -> FileBytes:
+        """The whole chunk file, read-only (see ``read``)."""
         if self.native is not None:
+            if not blocking:
+                raise WouldBlock  # stored bytes are read from the source file every time
             source, level = self.native
             stored = source.read_native_block(level, index)
             if stored is not None:
                 self._encoded_sizes[index] = len(stored)
-                return stored  # the page cache keeps it; no need to hold it twice
+                return memoryview(stored)  # the page cache keeps it; no need to hold it twice
         if self.encoding.is_raw:
-            return self.level.chunk_pixels(index).tobytes()
+            # Raw chunks are the cached pixels themselves.
+            pixels = self.level.chunk_pixels(index) if blocking else self.level.cached_chunk_pixels(index)
+            if pixels is None:
+                raise WouldBlock
+            return memoryview(pixels).cast("B")
         key = ("encoded", self.encoding.key, self.level.name, index)
-        value = self.level.cache.get_or_compute(key, lambda: self._encode(index))
+        if blocking:
+            value = self.level.cache.get_or_compute(key, lambda: self._encode(index))
+        else:
+            value = self.level.cache.peek(key)
+            if value is None:
+                raise WouldBlock
         assert isinstance(value, bytes)
-        return value
+        return memoryview(value)
 
     def _encode(self, index: ChunkIndex) -> bytes:
         encoded = self.encoding.encode(self.level.chunk_pixels(index))

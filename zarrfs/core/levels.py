@@ -131,6 +131,12 @@ class PixelLevel(ABC):
             out[into_out] = pixels[into_chunk]
         return out
 
+    def cached_chunk_pixels(self, index: ChunkIndex) -> np.ndarray | None:
+        """``chunk_pixels(index)`` if the cache holds it, else None: never makes the chunk."""
+        value = self.cache.peek(("pixels", self.name, index))
+        assert value is None or isinstance(value, np.ndarray)
+        return value
+
 
 class _Task(Generic[T]):
     """One call of a batch, run by whichever thread claims it first: a pool worker or the batch's caller."""

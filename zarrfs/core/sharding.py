@@ -15,6 +15,7 @@ import numpy as np
 
 from zarrfs.core.array import VirtualArray
 from zarrfs.core.levels import ChunkIndex
+from zarrfs.core.tree import FileBytes
 
 MISSING = 2**64 - 1  # index entry of an inner chunk that lies wholly outside the array
 INDEX_ENTRY_BYTES = 16  # offset and size, two little-endian uint64
@@ -42,12 +43,12 @@ class ShardedArray:
             indices.append(index if self.inner.contains(index) else None)
         return indices
 
-    def _layout(self, shard: ChunkIndex) -> list[tuple[ChunkIndex | None, int, int]]:
+    def _layout(self, shard: ChunkIndex, blocking: bool = True) -> list[tuple[ChunkIndex | None, int, int]]:
         """(inner index, offset, size) of each inner chunk, packed in index order from offset 0."""
         layout = []
         offset = 0
         for index in self._inner_indices(shard):
-            size = 0 if index is None else self.inner.file_size(index)
+            size = 0 if index is None else self.inner.file_size(index, blocking)
             layout.append((index, offset, size))
             offset += size
         return layout
@@ -59,19 +60,20 @@ class ShardedArray:
         table = struct.pack(f"<{2 * len(layout)}Q", *entries)
         return table + struct.pack("<I", google_crc32c.value(table))
 
-    def file_size(self, shard: ChunkIndex) -> int:
-        return sum(size for _, _, size in self._layout(shard)) + self.index_nbytes
+    def file_size(self, shard: ChunkIndex, blocking: bool = True) -> int:
+        return sum(size for _, _, size in self._layout(shard, blocking)) + self.index_nbytes
 
-    def read(self, shard: ChunkIndex, offset: int, size: int) -> bytes:
-        layout = self._layout(shard)
+    def read(self, shard: ChunkIndex, offset: int, size: int, blocking: bool = True) -> FileBytes:
+        layout = self._layout(shard, blocking)
         data_end = sum(part_size for _, _, part_size in layout)
         end = offset + size
         parts = []
         for index, start, part_size in layout:
             if index is not None and start < end and offset < start + part_size:
                 low, high = max(offset, start) - start, min(end, start + part_size) - start
-                parts.append(self.inner.read(index, low, high - low))
+                parts.append(self.inner.read(index, low, high - low, blocking))
         if end > data_end:
             index_bytes = self._index_bytes(layout)
             parts.append(index_bytes[max(0, offset - data_end) : end - data_end])
-        return b"".join(parts)
+        # A read within one inner chunk stays a view of it; only reads across chunks are joined.
+        return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -11,7 +11,7 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
 from zarrfs.core import Dataset, open_dataset
 from zarrfs.core.options import serve_options
-from zarrfs.core.tree import VirtualTree
+from zarrfs.core.tree import FileBytes, VirtualTree, WouldBlock
 
 
 def _byte_slice(size: int, byte_range: ByteRequest | None) -> slice:
@@ -59,9 +59,11 @@ class ZarrfsStore(Store):
     def __repr__(self) -> str:
         return f"ZarrfsStore({self.dataset.source.path!r})"
 
-    def _get_bytes_sync(self, key: str, byte_range: ByteRequest | None) -> bytes | None:
+    def _get_bytes_sync(
+        self, key: str, byte_range: ByteRequest | None, blocking: bool = True
+    ) -> FileBytes | None:
         try:
-            data = self._tree.read_file(key)
+            data = self._tree.read_file(key, blocking)
         except (FileNotFoundError, IsADirectoryError):
             return None
         return data[_byte_slice(len(data), byte_range)]
@@ -70,7 +72,13 @@ class ZarrfsStore(Store):
         self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
     ) -> Buffer | None:
         prototype = prototype or default_buffer_prototype()
-        data = await asyncio.to_thread(self._get_bytes_sync, key, byte_range)
+        try:
+            data = self._get_bytes_sync(key, byte_range, blocking=False)
+        except WouldBlock:
+            # Making the chunk decodes or reads the source: in a worker thread, so that zarr's concurrent
+            # gets make chunks in parallel. Metadata and cached chunks need no thread.
+            data = await asyncio.to_thread(self._get_bytes_sync, key, byte_range)
+        # A read-only view of the cached chunk, not a copy: numpy refuses any write to it.
         return None if data is None else prototype.buffer.from_bytes(data)
 
     async def get_partial_values(
