@@ -308,3 +308,28 @@ def test_non_blocking_lookups_check_the_source_once() -> None:
     for call in (refusing.stat, refusing.read_file):
         with pytest.raises(OSError, match="changed"):
             call("0/0/0", blocking=False)  # cached, yet refused
+
+
+def test_a_hanging_source_check_sends_later_lookups_where_a_time_limit_applies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import zarrfs.core.tree as tree_module
+
+    monkeypatch.setattr(tree_module, "STUCK_CHECK_S", 0.05)
+    data = np.zeros((128, 128), dtype=np.uint8)
+    _, dataset = _dataset(data, "yx", chunks="64,64")
+    answering = threading.Event()
+    # Waits up to 5 s: without the fix the lookups below would wait too, then answer instead of raising.
+    tree = VirtualTree({}, {"0": {"": dataset.layouts[0].files[0]}}, guard=lambda: answering.wait(5))
+    stuck = threading.Thread(target=tree.stat, args=("0/0/0",), kwargs={"blocking": False})
+    stuck.start()  # its check waits like a stat on a network filesystem that stopped answering
+    time.sleep(0.1)
+    assert stuck.is_alive()
+    with pytest.raises(WouldBlock):
+        tree.stat("0/1/1", blocking=False)
+    with pytest.raises(WouldBlock):
+        tree.read_file("0/1/1", blocking=False)
+    answering.set()
+    stuck.join(timeout=5)
+    assert not stuck.is_alive()
+    assert tree.stat("0/1/1", blocking=False).size == 64 * 64  # checks run inline again

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import posixpath
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,6 +19,8 @@ from zarrfs.core.levels import ChunkIndex
 
 DIRECTORY = -1
 RESOLVED_PATHS = 4096  # chunk paths whose resolution is remembered (a few hundred bytes each)
+# A source check (a stat of the source file) running this long means its filesystem is not answering.
+STUCK_CHECK_S = 1.0
 
 # File contents: chunk files are read-only views of cached chunks (no copy until the reader's own buffer).
 FileBytes = bytes | memoryview
@@ -81,7 +85,8 @@ class VirtualTree:
     check per read request cost up to a fifth of the daemon's time.
 
     ``stat`` and ``read`` with ``blocking=False`` raise WouldBlock where they would make a chunk or read the
-    source; the guard (a stat of the source file, no data read) runs either way.
+    source; the guard (a stat of the source file, no data read) runs either way, except that a non-blocking
+    call raises WouldBlock while an earlier guard call has been hanging for STUCK_CHECK_S.
     """
 
     def __init__(
@@ -110,6 +115,9 @@ class VirtualTree:
         # Readers ask about one chunk file several times in a row (lookup, open, one read per 128 KiB-1 MiB):
         # resolving its path once saves a third of a cached read's time in the tree.
         self._chunk_path = functools.lru_cache(maxsize=RESOLVED_PATHS)(self._find_chunk_path)
+        # Thread -> start time of the source check it runs for a non-blocking call.
+        self._checks_under_way: dict[int, float] = {}
+        self._checks_lock = threading.Lock()
 
     def _find_chunk_path(self, key: str) -> _ChunkPath | None:
         """Resolve ``key`` to a chunk file or chunk directory of one array, or None."""
@@ -152,7 +160,7 @@ class VirtualTree:
         # Non-blocking: a size at hand is no work; checking after it spares a second check when this
         # raises WouldBlock and the caller asks again blocking.
         size = chunk.files.file_size(chunk.index, blocking=False)
-        self._guard()
+        self._check_without_waiting()
         return Entry(size)
 
     def listdir(self, path: str, start: int = 0) -> Iterator[str]:
@@ -214,5 +222,21 @@ class VirtualTree:
             self._guard()
             return files.read(index, 0, files.file_size(index))
         data = files.read(index, 0, files.file_size(index, blocking=False), blocking=False)
-        self._guard()  # after, as in ``stat``
+        self._check_without_waiting()  # after, as in ``stat``
         return data
+
+    def _check_without_waiting(self) -> None:
+        """Run the guard for a non-blocking call, unless an earlier check has hung (a source on a network
+        filesystem that stopped answering): then raise WouldBlock, so that the caller asks again where a
+        time limit applies, instead of one more thread waiting here without one."""
+        thread = threading.get_ident()
+        with self._checks_lock:
+            now = time.monotonic()
+            if now - min(self._checks_under_way.values(), default=now) > STUCK_CHECK_S:
+                raise WouldBlock
+            self._checks_under_way[thread] = now
+        try:
+            self._guard()
+        finally:
+            with self._checks_lock:
+                del self._checks_under_way[thread]
