@@ -12,7 +12,7 @@ from array_source import ArraySource
 
 from zarrfs.core.levels import PixelLevel, StoredLevel, new_cache
 from zarrfs.core.options import ServeOptions
-from zarrfs.core.pyramid import ComputedLevel, _mean, computed_levels, downsample
+from zarrfs.core.pyramid import ComputedLevel, computed_levels, downsample
 from zarrfs.sources import Level, PhysicalSize
 
 LARGE_CACHE_BYTES = 256 * 2**20
@@ -292,19 +292,27 @@ def float_mean(values: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32])
-@pytest.mark.parametrize("count", range(1, 10))
-def test_integer_mean_rounds_like_float_mean(dtype: type, count: int) -> None:
+@pytest.mark.parametrize(
+    "block", [(count,) for count in range(1, 10)] + [(2, 2), (3, 3), (2, 2, 2), (1, 3, 2), (3, 1, 1)]
+)
+def test_integer_mean_rounds_like_float_mean(dtype: type, block: tuple[int, ...]) -> None:
     info = np.iinfo(dtype)
-    rng = np.random.default_rng(count)
+    rng = np.random.default_rng(math.prod(block))
+    shape = tuple(factor * extent for factor, extent in zip(block, (7, 9, 11)[-len(block) :], strict=True))
+    shape = shape if len(block) > 1 else (block[0] * 4000,)
     extremes = np.array([info.min, info.min + 1, -1 if info.min else 2, 0, 1, info.max - 1, info.max], dtype)
     samples = [
-        lambda: rng.integers(info.min, info.max, 4000, endpoint=True, dtype=dtype),
-        lambda: rng.choice(extremes, 4000),
+        lambda: rng.integers(info.min, info.max, shape, endpoint=True, dtype=dtype),
+        lambda: rng.choice(extremes, shape),
         # Small values around zero: many sums fall exactly halfway between two integers.
-        lambda: rng.integers(-3 if info.min else 0, 4, 4000).astype(dtype),
+        lambda: rng.integers(-3 if info.min else 0, 4, shape).astype(dtype),
     ]
     for sample in samples:
-        values = [sample() for _ in range(count)]
-        actual = _mean(values, np.dtype(dtype))
+        pixels = sample()
+        actual = downsample(pixels, block, "mean")
         assert actual.dtype == dtype
+        values = [
+            pixels[tuple(slice(offset, None, step) for offset, step in zip(position, block, strict=True))]
+            for position in np.ndindex(*block)
+        ]
         np.testing.assert_array_equal(actual, float_mean(values, np.dtype(dtype)))

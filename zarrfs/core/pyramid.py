@@ -132,6 +132,8 @@ def downsample(pixels: np.ndarray, factors: tuple[int, ...], method: str) -> np.
 
 def _reduce_equal_blocks(pixels: np.ndarray, block: tuple[int, ...], method: str) -> np.ndarray:
     """Reduce ``pixels``, whose shape is a whole multiple of ``block``, block by block."""
+    if method == "mean" and pixels.dtype.kind in "iu" and pixels.dtype.itemsize <= 4:
+        return _integer_mean(pixels, block)
     # One strided view per position inside a block: element i of every view belongs to block i, so the
     # reductions below are element-wise operations over a handful of arrays (at most 8 for 2x2x2 blocks).
     values = [
@@ -146,8 +148,7 @@ def _reduce_equal_blocks(pixels: np.ndarray, block: tuple[int, ...], method: str
 
 
 def _mean(values: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
-    if dtype.kind in "iu" and dtype.itemsize <= 4:
-        return _integer_mean(values, dtype)
+    """The mean of booleans, floats and 64-bit integers (smaller integers: ``_integer_mean``)."""
     if dtype.kind == "b":
         # The mean of 0/1 values is at least 0.5 exactly when at least half of them are set.
         count = values[0].astype(np.uint32)
@@ -164,20 +165,30 @@ def _mean(values: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
     return total.astype(dtype)
 
 
-def _integer_mean(values: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
-    """The mean of integer ``values`` rounded half to even, as np.rint of the float64 mean gives it, but
-    summed in integers: four times faster for 16-bit data than converting every value to float64."""
-    count = len(values)
+def _integer_mean(pixels: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
+    """The mean of every ``block`` of integer ``pixels`` (up to 32 bits) rounded half to even, as np.rint of
+    the float64 mean gives it, but summed in integers, one axis at a time."""
+    dtype = pixels.dtype
+    count = math.prod(block)
     if count == 1:
-        return values[0]
+        return pixels
     info = np.iinfo(dtype)
     # 32-bit sums hold any handful of 8- or 16-bit values (with room for the rounding bias added below).
     narrow = np.dtype(np.uint32 if dtype.kind == "u" else np.int32)
     largest = max(abs(info.min), info.max) + 1
-    fits = dtype.itemsize <= 2 and count * largest <= np.iinfo(narrow).max
-    total = np.add(values[0], values[1], dtype=narrow if fits else np.int64)
-    for more in values[2:]:
-        total += more
+    wide = narrow if dtype.itemsize <= 2 and count * largest <= np.iinfo(narrow).max else np.dtype(np.int64)
+    # Outer axes first: the halves of a plane or a row are long contiguous runs that add at memory speed,
+    # and each step leaves less data for the strided x step at the end (for 2x2x2, 8 strided views of every
+    # pixel were three times slower).
+    total = pixels
+    for axis, factor in enumerate(block):
+        if factor == 1:
+            continue
+        parts = [total[(slice(None),) * axis + (slice(offset, None, factor),)] for offset in range(factor)]
+        summed = np.add(parts[0], parts[1], dtype=wide)
+        for more in parts[2:]:
+            summed += more
+        total = summed
     # Rounding half to even: the floor quotient q goes up when the remainder r is above half the count,
     # or exactly half with q odd.
     if count & (count - 1) == 0:

@@ -23,6 +23,7 @@ from typing import NoReturn
 
 from zarrfs.core import ServeOptions, open_dataset
 from zarrfs.errors import MountError, ZarrfsError
+from zarrfs.frontends.allocator import keep_freed_memory_for_reuse
 
 log = logging.getLogger("zarrfs")
 
@@ -156,6 +157,7 @@ def serve(spec: MountSpec, on_live: Callable[[], None], on_error: Callable[[str]
         check_mountpoint(spec.mountpoint, spec.source)
         from zarrfs.frontends.fuse_ops import FUSE, ZarrfsOperations
 
+        keep_freed_memory_for_reuse()  # this process is the daemon: its allocator is ours to tune
         dataset = open_dataset(spec.source, spec.options)
     except ZarrfsError as error:
         on_error(str(error))
