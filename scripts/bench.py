@@ -685,11 +685,22 @@ def plain_read_all(mountpoint: str) -> tuple[float, int]:
     return time.perf_counter() - start, total
 
 
-def levels_of(mountpoint: str) -> tuple[list[str], bool]:
-    """The level paths, finest first, and whether zarrfs computes levels (stored pyramids have no "type")."""
+def levels_of(mountpoint: str) -> list[str]:
     with open(os.path.join(mountpoint, "zarr.json")) as handle:
-        multiscale = json.load(handle)["attributes"]["ome"]["multiscales"][0]
-    return [dataset["path"] for dataset in multiscale["datasets"]], "type" in multiscale
+        group = json.load(handle)
+    return [dataset["path"] for dataset in group["attributes"]["ome"]["multiscales"][0]["datasets"]]
+
+
+def level_1_is_computed(path: Path) -> bool:
+    """Whether zarrfs makes level 1 from level 0 (else the file stores it)."""
+    from zarrfs.core import open_dataset
+    from zarrfs.core.pyramid import ComputedLevel
+
+    dataset = open_dataset(path)
+    try:
+        return len(dataset.levels) > 1 and isinstance(dataset.levels[1], ComputedLevel)
+    finally:
+        dataset.close()
 
 
 def center_chunk_region(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[slice, ...]:
@@ -864,6 +875,8 @@ class Bench:
         self.random: list[dict[str, Any]] = []
         self.ttfc: list[dict[str, Any]] = []
         self.levels: list[dict[str, Any]] = []
+        # image -> CPU seconds of the daemon and of the client in the best full read through the mount
+        self.cpu: dict[str, tuple[float, float]] = {}
         self.rss: list[dict[str, Any]] = []
         self.passes: list[dict[str, Any]] = []
         self.targets: list[Target] = []
@@ -1002,17 +1015,19 @@ class Bench:
 
     def measure(
         self, image: Image, tool: str, read: Callable[[], np.ndarray], pid: int | None = None
-    ) -> tuple[float, int, float]:
-        """One prepared, timed read: (seconds, bytes, cores used meanwhile by other processes); the pixels
-        are checked against the other readers."""
+    ) -> tuple[float, int, float, float]:
+        """One prepared, timed read: (seconds, bytes, cores used meanwhile by other processes, CPU seconds of
+        this process, the reader's threads included); the pixels are checked against the other readers."""
         self.prepare(image)
+        cpu_before = time.process_time()
         with OtherLoad(pid) as load:
             array = read()
+        reader_cpu = time.process_time() - cpu_before
         self.check(image, tool, array)
         nbytes = array.nbytes
         del array
         gc.collect()
-        return load.seconds, nbytes, load.cores
+        return load.seconds, nbytes, load.cores, reader_cpu
 
     def best_of(self, image: Image, tool: str, read: Callable[[], np.ndarray], workload: str = "full") -> Row:
         """The fastest of --repeats prepared reads (this VM is noisy: +-30% between identical runs)."""
@@ -1083,8 +1098,10 @@ class Bench:
             "tensorstore through the mount",
             runs[best][0],
             runs[best][1],
-            f"daemon CPU {cpus[best]:.1f} s ({cpus[best] / runs[best][0]:.1f} cores); " + _runs_note(runs),
+            f"daemon CPU {cpus[best]:.1f} s ({cpus[best] / runs[best][0]:.1f} cores), client CPU "
+            f"{runs[best][3]:.1f} s; " + _runs_note(runs),
         )
+        self.cpu[image.key] = (cpus[best], runs[best][3])
         cache_bytes = parse_size(self.sizes.rss_cache if image.key == "a" else DEFAULT_CACHE)
         self.rss.append(
             {
@@ -1130,7 +1147,7 @@ class Bench:
     def _read_all_levels(self, image: Image, options: list[str]) -> dict[str, Any]:
         cache = options[options.index("--cache-size") + 1] if "--cache-size" in options else DEFAULT_CACHE
         with self.mount(image, "levels", options) as mount:
-            names, computed = levels_of(mount.mountpoint)
+            names = levels_of(mount.mountpoint)
             per_level = []
             level_bytes = []
             self.prepare(image, factor=2.7)
@@ -1157,7 +1174,7 @@ class Bench:
             "cache": cache,
             "all": seconds,
             "per_level": per_level,
-            "computed": computed,
+            "computed": level_1_is_computed(image.path),
             "data_vs_level0": nbytes / level_bytes[-1],
         }
 
@@ -1494,6 +1511,15 @@ class Bench:
                 f"= {imread.seconds / core.seconds:.2f}x tifffile.imread's speed; FUSE transfer and the "
                 f"client add {ts_mount.seconds - core.seconds:.2f} s on top"
             )
+        if ts_mount and imread and image.key in self.cpu:
+            daemon, client = self.cpu[image.key]
+            cores = os.cpu_count() or 1
+            floor = (daemon + client) / cores
+            lines.append(
+                f"daemon and client together used {daemon + client:.1f} CPU seconds ({daemon:.1f} + "
+                f"{client:.1f}): on {cores} cores no schedule finishes in less than {floor:.2f} s = "
+                f"{imread.seconds / floor:.2f}x tifffile.imread's speed"
+            )
         if ts_mount and ts_mount.note:
             lines.append(ts_mount.note)
         return lines
@@ -1606,7 +1632,7 @@ class Bench:
 
     def _profile_levels(self, image: Image) -> list[str]:
         def body(mountpoint: str) -> None:
-            for name in reversed(levels_of(mountpoint)[0]):
+            for name in reversed(levels_of(mountpoint)):
                 ts_read(os.path.join(mountpoint, name))
 
         return self._profile_daemon(image, "levels", [], body)
