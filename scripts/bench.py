@@ -937,14 +937,7 @@ class Bench:
         note: str = "",
         warm: Path | None = None,
     ) -> Row:
-        self.prepare(image, warm)
-        start = time.perf_counter()
-        array = read()
-        seconds = time.perf_counter() - start
-        self.check(image, tool, array)
-        nbytes = array.nbytes
-        del array
-        gc.collect()
+        seconds, nbytes, *_ = self.measure(image, tool, read, warm=warm)
         return self.record(image, workload, tool, seconds, nbytes, note)
 
     def find(self, image: str, tool: str) -> Row | None:
@@ -1014,11 +1007,16 @@ class Bench:
         )
 
     def measure(
-        self, image: Image, tool: str, read: Callable[[], np.ndarray], pid: int | None = None
+        self,
+        image: Image,
+        tool: str,
+        read: Callable[[], np.ndarray],
+        pid: int | None = None,
+        warm: Path | None = None,
     ) -> tuple[float, int, float, float]:
         """One prepared, timed read: (seconds, bytes, cores used meanwhile by other processes, CPU seconds of
         this process, the reader's threads included); the pixels are checked against the other readers."""
-        self.prepare(image)
+        self.prepare(image, warm)
         cpu_before = time.process_time()
         with OtherLoad(pid) as load:
             array = read()
