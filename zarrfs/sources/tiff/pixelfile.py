@@ -24,15 +24,10 @@ class PixelFile:
         data = os.pread(self.fd, length, offset)
         if len(data) == length:
             return data
-        parts = [data]
-        received = len(data)
-        while received < length:  # large reads may come back in pieces
-            more = os.pread(self.fd, length - received, offset + received)
-            if not more:
-                raise self._truncated(offset, offset + length, offset + received)
-            parts.append(more)
-            received += len(more)
-        return b"".join(parts)
+        # A short read (a huge request, a signal, the end of the file): read_into takes it from there.
+        buffer = bytearray(length)
+        self.read_into([memoryview(buffer)], offset)
+        return bytes(buffer)
 
     def read_into(self, buffers: Sequence[memoryview], offset: int) -> None:
         """Fill ``buffers`` (flat byte views), in order, from consecutive bytes of the file from ``offset``
