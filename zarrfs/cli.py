@@ -12,8 +12,45 @@ import click
 
 from zarrfs import __version__
 from zarrfs.core.codecs import COMPRESSOR_NAMES
-from zarrfs.core.options import DOWNSAMPLE_METHODS, NGFF_VERSIONS, serve_options
+from zarrfs.core.describe import printable
+from zarrfs.core.options import (
+    DOWNSAMPLE_METHODS,
+    MAX_TIMEOUT_S,
+    MIN_TIMEOUT_S,
+    NGFF_VERSIONS,
+    SIZE_SYNTAX,
+    parse_timeout,
+    serve_options,
+)
 from zarrfs.errors import ZarrfsError
+
+
+def _print_error(message: str) -> None:
+    click.echo(f"zarrfs: error: {printable(message)}", err=True)  # a file name may hold a newline
+
+
+class _OptionError(click.ClickException):
+    """A bad option value, reported like every other problem (one line, exit 1) rather than with click's
+    usage text."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        _print_error(self.message)
+
+
+class _Checked(click.ParamType):
+    """An option value read by one of zarrfs's own parsers, which raise ZarrfsError with the whole story."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self.parse(value)
+        except ZarrfsError as error:
+            raise _OptionError(str(error)) from None
 
 
 def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -24,14 +61,13 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except ZarrfsError as error:
-            click.echo(f"zarrfs: error: {error}", err=True)
+            _print_error(str(error))
             sys.exit(1)
         except KeyboardInterrupt:
             sys.exit(130)
         except Exception as error:  # a bug: still one line, with where to look
-            click.echo(
-                f"zarrfs: internal error: {type(error).__name__}: {error} (rerun with --debug)", err=True
-            )
+            reason = printable(f"{type(error).__name__}: {error}")
+            click.echo(f"zarrfs: internal error: {reason} (rerun with --debug)", err=True)
             if os.environ.get("ZARRFS_TRACEBACK"):
                 raise
             sys.exit(2)
@@ -55,7 +91,8 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--clevel", type=int,
                      help="Compression level (default: blosc 5 for lz4, 3 for zstd; zstd 1; zlib 1)."),
         click.option("--cache-size", default="512MiB", show_default=True, metavar="SIZE",
-                     help="Memory for the daemon's caches, e.g. 2GiB."),
+                     help=f"Memory for the daemon's caches, from 1MiB to this machine's memory: "
+                          f"{SIZE_SYNTAX}."),
         click.option("--ngff", type=click.Choice(["all", *NGFF_VERSIONS]), default="all", show_default=True,
                      help="Layouts to serve: 0.4 (Zarr v2; Fiji, MoBIE) and 0.5 (Zarr v3) side by side, "
                           "or only one."),
@@ -113,11 +150,12 @@ def main() -> None:
 @click.option(
     "--timeout",
     "request_timeout",
-    type=click.FloatRange(min=0.01),
+    type=_Checked("seconds", parse_timeout),
     default=60.0,
     show_default=True,
     metavar="SECONDS",
-    help="Answer a request that takes longer (e.g. a stuck source read) with EIO.",
+    help=f"Answer a request that takes longer (e.g. a stuck source read) with EIO: {MIN_TIMEOUT_S:g} to "
+    f"{MAX_TIMEOUT_S:g} (one day); there is no unlimited setting, so that no client ever hangs.",
 )
 @click.option("--debug", is_flag=True, help="Log every FUSE request (very verbose).")
 @_fail_cleanly

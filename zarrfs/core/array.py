@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 
 from zarrfs.core.codecs import Encoding
-from zarrfs.core.levels import ChunkIndex, PixelLevel
+from zarrfs.core.levels import ChunkIndex, ChunkReadError, PixelLevel
 from zarrfs.core.tree import FileBytes, WouldBlock
 from zarrfs.sources import ImageSource
+
+log = logging.getLogger(__name__)
 
 
 class VirtualArray:
@@ -68,8 +71,7 @@ class VirtualArray:
         if self.native is not None:
             if not blocking:
                 raise WouldBlock  # stored bytes are read from the source file every time
-            source, level = self.native
-            stored = source.read_native_block(level, index)
+            stored = self._read_stored(index)
             if stored is not None:
                 self._encoded_sizes[index] = len(stored)
                 return memoryview(stored)  # the page cache keeps it; no need to hold it twice
@@ -88,6 +90,18 @@ class VirtualArray:
                 raise WouldBlock
         assert isinstance(value, bytes)
         return memoryview(value)
+
+    def _read_stored(self, index: ChunkIndex) -> bytes | None:
+        """The chunk's stored bytes (None where the file stores none). A failure fails this chunk only, as
+        for decoded chunks: one log line and a ChunkReadError, which every front end reports as an I/O
+        error."""
+        assert self.native is not None
+        source, level = self.native
+        try:
+            return source.read_native_block(level, index)
+        except Exception as error:
+            log.error("level %s chunk %s: stored tile read failed: %s", self.level.name, index, error)
+            raise ChunkReadError(f"cannot read chunk {index} of level {self.level.name}: {error}") from error
 
     def _encode(self, index: ChunkIndex) -> bytes:
         encoded = self.encoding.encode(self.level.chunk_pixels(index))

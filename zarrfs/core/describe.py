@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from zarrfs.core.dataset import Dataset, Layout
+from zarrfs.core.options import human_bytes
 from zarrfs.core.pyramid import ComputedLevel
 from zarrfs.core.sharding import ShardedArray
 
@@ -14,12 +15,17 @@ LAYOUT_NAMES = {
 }
 
 
-def _human_bytes(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on or not show (newlines, tabs, escape sequences
+    and other control or format characters, bytes of a file name that are not UTF-8) written as a Python
+    escape: metadata and file names print as what they are, and one line stays one line."""
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    if "\udc80" <= char <= "\udcff":  # a byte that is not UTF-8, as Python decodes file names
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return char.encode("unicode_escape").decode("ascii")
 
 
 def _layout_lines(layout: Layout) -> list[str]:
@@ -51,12 +57,12 @@ def describe(dataset: Dataset) -> str:
         f"physical:  {physical or 'unknown (scale 1 per pixel)'}",
         f"channels:  {channels or 'unnamed'}",
         f"codec:     {codec}",
-        f"cache:     {_human_bytes(dataset.options.cache_bytes)}",
+        f"cache:     {human_bytes(dataset.options.cache_bytes)}",
         "levels:",
     ]
     for level in dataset.levels:
         origin = f"computed ({level.method})" if isinstance(level, ComputedLevel) else "stored"
-        size = _human_bytes(math.prod(level.shape) * level.dtype.itemsize)
+        size = human_bytes(math.prod(level.shape) * level.dtype.itemsize)
         lines.append(
             f"  {level.name}/  shape {level.shape}  chunks {level.chunks}  dtype {level.dtype.str}  "
             f"{origin}  {size} uncompressed"
@@ -64,4 +70,4 @@ def describe(dataset: Dataset) -> str:
     lines.append("layouts:")
     for layout in dataset.layouts:
         lines += _layout_lines(layout)
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))

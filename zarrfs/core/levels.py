@@ -62,7 +62,7 @@ class PixelLevel(ABC):
         self.grid = tuple(math.ceil(extent / chunk) for extent, chunk in zip(shape, chunks, strict=True))
 
     @property
-    def fill_value(self) -> int | float | bool:
+    def fill_value(self) -> int | float | bool | complex:
         return self.dtype.type(0).item()
 
     @abstractmethod

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 from zarrfs.errors import ZarrfsError
 
@@ -18,6 +21,16 @@ _SIZE_UNITS = {
     "g": 10**9, "gb": 10**9, "gib": 2**30,
     "t": 10**12, "tb": 10**12, "tib": 2**40,
 }  # fmt: skip
+SIZE_SYNTAX = (
+    "use a number and a unit: B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), "
+    "e.g. 512MiB"
+)
+MIN_CACHE_BYTES = 2**20
+MAX_CACHE_BYTES = 2**50  # where the machine's memory is unknown
+# A request may take this long before its client gets EIO: at least long enough to be met at all, and at most
+# a day (any longer is a hang, not a slow read).
+MIN_TIMEOUT_S = 0.01
+MAX_TIMEOUT_S = 86400.0
 
 
 @dataclass(frozen=True)
@@ -36,13 +49,76 @@ class ServeOptions:
     passthrough: bool = True  # serve stored tiles unchanged where they already are the chunks
 
 
-def parse_size(text: str) -> int:
-    """Parse a byte size such as ``512MiB``, ``2G`` or ``1048576``."""
+def human_bytes(size: float) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def parse_size(text: str, option: str = "") -> int:
+    """Parse a byte size such as ``512MiB``, ``1.5GB`` or ``1048576``; fractions of a byte are dropped.
+    ``option`` names the option it was given for, in the error."""
+    what = f"size {text[:40]!r}" + (f" for {option}" if option else "")
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
     unit = match.group(2).lower() if match else None
     if match is None or unit not in _SIZE_UNITS:
-        raise ZarrfsError(f"invalid size {text!r}: use a number with an optional unit, e.g. 512MiB or 2GB")
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+        raise ZarrfsError(f"invalid {what}: {SIZE_SYNTAX}")
+    try:
+        number = Fraction(match.group(1))  # exact: 1.1GB is 1100000000 bytes, not 1100000000.0000002
+    except ValueError:  # more digits than Python converts (thousands): no size is that large anyway
+        raise ZarrfsError(f"invalid {what}: {SIZE_SYNTAX}") from None
+    return math.floor(number * _SIZE_UNITS[unit])
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory, where the system says."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def parse_cache_size(value: str | int | float) -> int:
+    """``--cache-size`` (``cache_size=`` in Python): a size as ``parse_size`` reads it, or a whole number of
+    bytes, from MIN_CACHE_BYTES to the machine's memory. Less leaves no room for one chunk and its source
+    tiles; more can only end in swapping or the out-of-memory killer once the cache fills."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        size = parse_size(value, "--cache-size")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        raise ZarrfsError(f"invalid size {value!r} for --cache-size: {SIZE_SYNTAX}")
+    memory = memory_bytes()
+    largest = memory or MAX_CACHE_BYTES
+    if not MIN_CACHE_BYTES <= size <= largest:
+        where = "this machine's memory" if memory else "the largest accepted"
+        # (Python refuses to print an integer of thousands of digits.)
+        shown = repr(value) if isinstance(value, str) or abs(value) < 2**64 else "beyond 2**64"
+        raise ZarrfsError(
+            f"invalid size {shown} for --cache-size: it must be from {human_bytes(MIN_CACHE_BYTES)} to "
+            f"{human_bytes(largest)} ({where}); {SIZE_SYNTAX}"
+        )
+    return size
+
+
+def parse_timeout(value: str | float) -> float:
+    """``--timeout`` in seconds: finite, from MIN_TIMEOUT_S to MAX_TIMEOUT_S. There is no "no limit": a
+    request that never ends would hang its client (and a libfuse thread) for ever."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not MIN_TIMEOUT_S <= seconds <= MAX_TIMEOUT_S:  # NaN fails every comparison
+        raise ZarrfsError(
+            f"invalid --timeout {value!r}: use a number of seconds from {MIN_TIMEOUT_S:g} to "
+            f"{MAX_TIMEOUT_S:g} (one day)"
+        )
+    return seconds
 
 
 def parse_chunks(text: str) -> tuple[int, ...]:
@@ -61,7 +137,7 @@ def serve_options(
     chunks: str | tuple[int, ...] | None = None,
     compressor: str = "none",
     clevel: int | None = None,
-    cache_size: str | int = DEFAULT_CACHE_BYTES,
+    cache_size: str | int | float = DEFAULT_CACHE_BYTES,
     ngff: str = "all",
     levels: int | None = None,
     downsample: str = "mean",
@@ -88,7 +164,7 @@ def serve_options(
         chunks=parse_chunks(chunks) if isinstance(chunks, str) else (tuple(chunks) if chunks else None),
         compressor=compressor,
         clevel=clevel,
-        cache_bytes=parse_size(cache_size) if isinstance(cache_size, str) else int(cache_size),
+        cache_bytes=parse_cache_size(cache_size),
         ngff=NGFF_VERSIONS if ngff == "all" else (ngff,),
         levels=levels,
         downsample=downsample,

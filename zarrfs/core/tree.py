@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import posixpath
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,8 +73,14 @@ def _split(path: str) -> list[str]:
     return [] if normalized == "/" else normalized.strip("/").split("/")
 
 
+# A chunk index as Zarr writes it: ASCII digits, no sign, no leading zero, and at most 19 of them (no grid
+# reaches 10**19). str.isdigit would also take "²" or "٣", which int() refuses or reads, and int() refuses
+# strings of thousands of digits.
+_INDEX = re.compile(r"0|[1-9][0-9]{0,18}")
+
+
 def _is_index(key: str) -> bool:
-    return key.isdigit() and key == str(int(key))
+    return _INDEX.fullmatch(key) is not None
 
 
 class VirtualTree:

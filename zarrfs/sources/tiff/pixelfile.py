@@ -39,7 +39,7 @@ class PixelFile:
         while first < len(pending):
             received = os.preadv(self.fd, pending[first : first + _IOV_MAX], position)
             if received == 0:
-                raise self._truncated(offset, end, position)
+                raise self._truncated(offset, end)
             position += received
             # Skip what is full; a short read (a huge request, a signal) leaves one buffer partly filled.
             while first < len(pending) and received >= pending[first].nbytes:
@@ -73,9 +73,13 @@ class PixelFile:
         self.read_rows_into(window, offset, row_stride)
         return window
 
-    def _truncated(self, start: int, stop: int, end: int) -> SourceError:
+    def _truncated(self, start: int, stop: int) -> SourceError:
+        """The error for bytes ``start`` to ``stop`` (exclusive), which the file does not all hold. It gives
+        the file's size as the system says: where reading stopped is not the end when ``start`` is past it."""
+        size = os.fstat(self.fd).st_size
         return SourceError(
-            f"file is truncated: needed bytes {start}-{stop} but it ends at {end}: {self.path}"
+            f"file is truncated: {stop - start} bytes from byte {start} on are needed, but the file has "
+            f"{size} bytes: {self.path}"
         )
 
     def close(self) -> None:
