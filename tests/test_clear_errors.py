@@ -123,7 +123,7 @@ def test_sensible_cache_sizes_are_taken_exactly(value: str, shown: str, small_ti
 def test_help_states_the_limits_of_timeout_and_cache_size() -> None:
     text = " ".join(zarrfs("mount", "--help").stdout.split())
     assert "0.01 to 86400 (one day); there is no unlimited setting" in text
-    assert "from 1MiB to this machine's memory" in text
+    assert "from 1.0 MiB to this machine's memory" in text
     assert "KiB, MiB, GiB, TiB (powers of 1024)" in text
 
 

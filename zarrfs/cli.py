@@ -16,9 +16,11 @@ from zarrfs.core.describe import printable
 from zarrfs.core.options import (
     DOWNSAMPLE_METHODS,
     MAX_TIMEOUT_S,
+    MIN_CACHE_BYTES,
     MIN_TIMEOUT_S,
     NGFF_VERSIONS,
     SIZE_SYNTAX,
+    human_bytes,
     parse_timeout,
     serve_options,
 )
@@ -91,8 +93,8 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--clevel", type=int,
                      help="Compression level (default: blosc 5 for lz4, 3 for zstd; zstd 1; zlib 1)."),
         click.option("--cache-size", default="512MiB", show_default=True, metavar="SIZE",
-                     help=f"Memory for the daemon's caches, from 1MiB to this machine's memory: "
-                          f"{SIZE_SYNTAX}."),
+                     help=f"Memory for the daemon's caches, from {human_bytes(MIN_CACHE_BYTES)} to this "
+                          f"machine's memory: {SIZE_SYNTAX}."),
         click.option("--ngff", type=click.Choice(["all", *NGFF_VERSIONS]), default="all", show_default=True,
                      help="Layouts to serve: 0.4 (Zarr v2; Fiji, MoBIE) and 0.5 (Zarr v3) side by side, "
                           "or only one."),

@@ -70,7 +70,7 @@ def _json_bytes(document: dict[str, Any]) -> bytes:
     return (json.dumps(document, indent=2) + "\n").encode()
 
 
-def json_fill_value(level: PixelLevel) -> int | float | bool | list[float]:
+def _json_fill_value(level: PixelLevel) -> int | float | bool | list[float]:
     """The level's fill value as JSON: complex values, which JSON lacks, as ``[real, imaginary]`` (the form
     Zarr v3 specifies and zarr-python and tensorstore read in Zarr v2 metadata too)."""
     value = level.fill_value
@@ -85,7 +85,7 @@ def zarray_metadata(array: VirtualArray) -> dict[str, Any]:
         "chunks": list(array.chunks),
         "dtype": array.dtype.str,
         "compressor": array.encoding.metadata,
-        "fill_value": json_fill_value(array.level),
+        "fill_value": _json_fill_value(array.level),
         "order": "C",
         "filters": None,
         "dimension_separator": "/",
@@ -111,7 +111,7 @@ def zarr_json_array_metadata(array: VirtualArray, axes: str, shards: ShardedArra
         "data_type": "bool" if dtype.kind == "b" else dtype.name,
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(grid_shape)}},
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-        "fill_value": json_fill_value(array.level),
+        "fill_value": _json_fill_value(array.level),
         "codecs": codecs,
         "attributes": {},
         "dimension_names": list(axes),
