@@ -297,7 +297,9 @@ def test_info_escapes_control_characters_of_ome_channel_names(tmp_path: Path) ->
         "</Pixels></Image></OME>"
     )
     path = tmp_path / "names.ome.tif"
-    tifffile.imwrite(path, np.zeros((4, 16, 16), np.uint8), description=ome, metadata=None)
+    tifffile.imwrite(
+        path, np.zeros((4, 16, 16), np.uint8), photometric="minisblack", description=ome, metadata=None
+    )
     lines = _described_lines(path)
     assert lines[4] == "channels:  " + ", ".join(OME_NAMES.values())
 
