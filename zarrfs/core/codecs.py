@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from zarrfs.errors import ZarrfsError
+from zarrfs.sources.base import NativeBlocks
 
 COMPRESSOR_NAMES = ("none", "blosc-lz4", "blosc-zstd", "zstd", "zlib")
 
@@ -116,8 +117,9 @@ def make_encoding(compressor: Compressor, zarr_format: int, dtype: np.dtype) -> 
     return Encoding(name, v3, json.dumps(v3), _gzip_encoder(level))
 
 
-def native_encoding(source_codec: str, zarr_format: int, compressor: Compressor) -> bool:
-    """Whether stored blocks in ``source_codec`` ("none", "zlib", "zstd") are exactly what the chosen
-    compressor serves in this Zarr format, so they can be passed through unchanged."""
+def native_encoding(blocks: NativeBlocks, zarr_format: int, compressor: Compressor) -> bool:
+    """Whether the stored blocks are exactly what the chosen compressor serves in this Zarr format, so they
+    can be passed through unchanged: the served codec metadata decodes any stream of that codec, whatever
+    level it was written with."""
     served = {2: {"none": "none", "zlib": "zlib", "zstd": "zstd"}, 3: {"none": "none", "zstd": "zstd"}}
-    return served[zarr_format].get(source_codec) == compressor.name
+    return served[zarr_format].get(blocks.codec_id) == compressor.name

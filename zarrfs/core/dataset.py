@@ -147,7 +147,7 @@ def _native_source(
     native = source.native_blocks(level.level)
     if native is None or native.block_shape != level.chunks:
         return None
-    if not native_encoding(native.codec, zarr_format, compressor):
+    if not native_encoding(native, zarr_format, compressor):
         return None
     return source, level.level
 
@@ -234,7 +234,7 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
 def open_dataset(path: str | os.PathLike[str], options: ServeOptions | None = None) -> Dataset:
     """Open ``path`` and build its virtual tree: metadata only, no pixel data is read."""
     options = options or ServeOptions()
-    source = open_source(path, options.series, block_cache_bytes(options.cache_bytes))
+    source = open_source(path, options.source, block_cache_bytes(options.cache_bytes))
     try:
         return build_dataset(source, options)
     except BaseException:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from zarrfs.errors import ZarrfsError
 
@@ -24,7 +26,7 @@ _SIZE_UNITS = {
 class ServeOptions:
     """Options shared by every front end (FUSE mount, in-process store, ``info``)."""
 
-    series: int = 0
+    source: Mapping[str, Any] = field(default_factory=dict)  # the reader's own options by name, as set
     chunks: tuple[int, ...] | None = None  # right-aligned to the axes: (512, 512) sets y and x
     compressor: str = "none"
     clevel: int | None = None
@@ -57,7 +59,7 @@ def parse_chunks(text: str) -> tuple[int, ...]:
 
 
 def serve_options(
-    series: int = 0,
+    series: int | None = None,
     chunks: str | tuple[int, ...] | None = None,
     compressor: str = "none",
     clevel: int | None = None,
@@ -69,7 +71,7 @@ def serve_options(
     passthrough: str | bool = "auto",
 ) -> ServeOptions:
     """Build ServeOptions from what a user typed (strings, as on the command line) or from Python values."""
-    if series < 0:
+    if series is not None and series < 0:
         raise ZarrfsError(f"--series must be 0 or more, not {series}")
     if ngff not in ("all", *NGFF_VERSIONS):
         raise ZarrfsError(f"--ngff must be one of: all, {', '.join(NGFF_VERSIONS)}; not {ngff!r}")
@@ -84,7 +86,7 @@ def serve_options(
     if passthrough not in ("auto", "off", True, False):
         raise ZarrfsError(f"--passthrough must be auto or off, not {passthrough!r}")
     return ServeOptions(
-        series=series,
+        source={} if series is None else {"series": series},
         chunks=parse_chunks(chunks) if isinstance(chunks, str) else (tuple(chunks) if chunks else None),
         compressor=compressor,
         clevel=clevel,
