@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from zarrfs.core.formats import FORMATS, NGFF_VERSIONS
 from zarrfs.errors import ZarrfsError
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
-NGFF_VERSIONS = ("0.4", "0.5")
 DOWNSAMPLE_METHODS = ("mean", "nearest", "mode")
 
 _SIZE_UNITS = {
@@ -81,8 +81,13 @@ def serve_options(
         raise ZarrfsError(f"--downsample must be one of: {', '.join(DOWNSAMPLE_METHODS)}; not {downsample!r}")
     if shards is not None and shards < 1:
         raise ZarrfsError(f"--shards must be 1 or more, not {shards}")
-    if shards is not None and ngff == "0.4":
-        raise ZarrfsError("--shards needs Zarr v3: use --ngff 0.5 or all (NGFF 0.4 is Zarr v2, unsharded)")
+    if shards is not None and not any(
+        FORMATS[version].supports_sharding for version in (NGFF_VERSIONS if ngff == "all" else (ngff,))
+    ):
+        sharded = ", ".join(version for version, fmt in FORMATS.items() if fmt.supports_sharding)
+        raise ZarrfsError(
+            f"--shards needs Zarr v3: use --ngff {sharded} or all (NGFF {ngff} is Zarr v2, unsharded)"
+        )
     if passthrough not in ("auto", "off", True, False):
         raise ZarrfsError(f"--passthrough must be auto or off, not {passthrough!r}")
     return ServeOptions(
