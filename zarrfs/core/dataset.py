@@ -140,7 +140,7 @@ def _documents(layout: Layout, source: ImageSource, name: str, method: str | Non
         shards = files if isinstance(files, ShardedArray) else None
         for file_name, document in fmt.array_documents(array, source.info.axes, shards).items():
             documents[f"{array.level.name}/{file_name}"] = document
-    return {path: json_bytes(document) for path, document in documents.items()}
+    return {path: json_bytes(document) for path, document in fmt.consolidated(documents).items()}
 
 
 def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:

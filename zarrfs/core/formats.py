@@ -61,6 +61,11 @@ class NgffFormat(ABC):
     def encoding(self, compressor: Compressor, dtype: np.dtype) -> Encoding:
         """How chunks are encoded for ``compressor``, with the codec metadata this format writes."""
 
+    @abstractmethod
+    def consolidated(self, documents: dict[str, Document]) -> dict[str, Document]:
+        """``documents`` (this format's, by path in the image) with the consolidated metadata added, so that
+        clients that cannot list (HTTP) open the whole image from one document."""
+
     def serves_stored(self, blocks: NativeBlocks, compressor: Compressor) -> bool:
         """Whether stored blocks are exactly what ``compressor`` serves here, so they can pass through: the
         codec metadata decodes any stream of that codec, whatever level it was written with."""
@@ -99,6 +104,11 @@ class NgffV04(NgffFormat):
             "dimension_separator": "/",
         }
         return {".zarray": zarray}
+
+    def consolidated(self, documents: dict[str, Document]) -> dict[str, Document]:
+        # zarr-python's .zmetadata: every document by its key, as zarr.open_consolidated reads it.
+        metadata = dict(sorted(documents.items()))
+        return {**documents, ".zmetadata": {"zarr_consolidated_format": 1, "metadata": metadata}}
 
     def encoding(self, compressor: Compressor, dtype: np.dtype) -> Encoding:
         name, level = compressor.name, compressor.level
@@ -158,6 +168,17 @@ class NgffV05(NgffFormat):
             "dimension_names": list(axes),
         }
         return {"zarr.json": document}
+
+    def consolidated(self, documents: dict[str, Document]) -> dict[str, Document]:
+        # The root zarr.json carries every other node's zarr.json inline, keyed by the node's path (as
+        # zarr-python writes and reads consolidated metadata for Zarr v3).
+        nodes = {
+            path.removesuffix("/zarr.json"): document
+            for path, document in sorted(documents.items())
+            if path != "zarr.json" and path.endswith("/zarr.json")
+        }
+        consolidated = {"kind": "inline", "must_understand": False, "metadata": nodes}
+        return {**documents, "zarr.json": {**documents["zarr.json"], "consolidated_metadata": consolidated}}
 
     def encoding(self, compressor: Compressor, dtype: np.dtype) -> Encoding:
         name, level = compressor.name, compressor.level
