@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 
+from zarrfs.errors import SourceError
 from zarrfs.sources import Channel, ImageSource, Level, PhysicalSize, SourceInfo
 
 
@@ -32,9 +33,12 @@ class ArraySource(ImageSource):
         )
         self.failing_starts = failing_regions or set()
         self.reads = 0
+        self.closed = False
         self._lock = threading.Lock()
 
     def read_region(self, level: int, region: tuple[slice, ...]) -> np.ndarray:
+        if self.closed:
+            raise SourceError("source is closed: in-memory test array")
         with self._lock:
             self.reads += 1
         if tuple(part.start for part in region) in self.failing_starts:
@@ -42,4 +46,4 @@ class ArraySource(ImageSource):
         return self.data[region].copy()
 
     def close(self) -> None:
-        pass
+        self.closed = True

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# The conformance suite ships in the package; its asserts should explain themselves like the tests' own.
+pytest.register_assert_rewrite("zarrfs.testing")
+
 # Test helpers (tiff_cases, array_source, mounting) are imported as plain modules.
 sys.path.insert(0, str(Path(__file__).parent))
 

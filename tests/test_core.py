@@ -158,14 +158,14 @@ def test_tree_paths_listing_and_missing_keys() -> None:
     data = np.zeros((2, 300, 130), dtype=np.float32)
     _, dataset = _dataset(data, "cyx", chunks="1,128,128")
     tree = dataset.tree
-    assert sorted(tree.listdir("")) == [".zattrs", ".zgroup", "0"]
+    assert sorted(tree.listdir("")) == [".zattrs", ".zgroup", ".zmetadata", "0"]
     assert list(tree.listdir("0")) == [".zarray", "0", "1"]
     assert list(tree.listdir("0/1")) == ["0", "1", "2"]
     assert list(tree.listdir("0/1/2")) == ["0", "1"]
     assert list(tree.listdir("0", start=1)) == ["0", "1"]
     assert list(tree.listdir("0", start=2)) == ["1"]
     assert list(tree.listdir("0/1", start=2)) == ["2"]
-    assert list(tree.listdir("", start=1)) == [".zgroup", "0"]
+    assert list(tree.listdir("", start=1)) == [".zgroup", ".zmetadata", "0"]
     assert tree.stat("0/1/2").is_dir and tree.stat("/0/1/2/1").size == 128 * 128 * 4
     for missing in [
         "0/2",

@@ -37,9 +37,9 @@ def test_store_lists_keys_and_is_read_only(tmp_path: Path) -> None:
         return top, under, everything
 
     top, under, everything = asyncio.run(listings())
-    assert sorted(top) == [".zattrs", ".zgroup", "0"]
+    assert sorted(top) == [".zattrs", ".zgroup", ".zmetadata", "0"]
     assert under == ["0/1/0", "0/1/1", "0/1/2"]
-    assert len(everything) == 3 + 3 * 3  # three documents and a 3x3 chunk grid
+    assert len(everything) == 4 + 3 * 3  # four documents (consolidated metadata too) and a 3x3 chunk grid
     assert asyncio.run(store.exists("0/2/2")) and not asyncio.run(store.exists("0/3/0"))
     with pytest.raises(ValueError, match="read-only"):
         zarr.open_group(store, mode="r")["0"][0, 0] = 1

@@ -80,8 +80,8 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options that shape the served representation, shared by ``mount`` and ``info``."""
     flags = [
-        click.option("--series", type=int, default=0, show_default=True,
-                     help="Which image series of a multi-series file to serve."),
+        click.option("--series", type=int,
+                     help="Which image series of a multi-series file to serve (default: 0)."),
         click.option("--chunks", metavar="N,N,...",
                      help="Chunk shape, right-aligned to the axes: '512,512' sets y and x, "
                           "'1,1,16,256,256' sets t,c,z,y,x. Default: a multiple of the source's tiles "

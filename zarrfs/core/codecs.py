@@ -1,12 +1,13 @@
-"""Output compressors: one name on the command line -> how chunks are encoded and described, per Zarr format.
+"""Output compressors: one name on the command line -> the byte streams chunks are encoded in.
 
-Zarr v2 and v3 share the byte streams of blosc and zstd; ``zlib`` is served as zlib on v2 and as gzip on v3
-(v3 has no standard zlib codec). Every encoding is deterministic, which exact file sizes rely on: a chunk
-evicted from the cache and encoded again keeps its size and bytes.
+Every encoding is deterministic, which exact file sizes rely on: a chunk evicted from the cache and encoded
+again keeps its size and bytes. Which stream each Zarr format serves, and how its metadata names it, is the
+format's choice (zarrfs/core/formats.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from collections.abc import Callable
@@ -49,16 +50,21 @@ def make_compressor(name: str, level: int | None = None) -> Compressor:
 
 @dataclass(frozen=True)
 class Encoding:
-    """How one array's chunks are encoded in one Zarr format.
+    """How one array's chunks are encoded (see zarrfs/core/formats.py for each format's choice).
 
-    ``metadata`` is the v2 ``compressor`` value or the v3 bytes-to-bytes codec (None: raw chunks). ``key``
-    names the byte stream, so both formats share cached chunks where their bytes are the same.
+    ``metadata`` is what the format's array document says of it: the v2 ``compressor`` value or the v3
+    bytes-to-bytes codec (None: raw chunks). ``key`` names the byte stream, so that formats share cached
+    chunks where their bytes are the same.
     """
 
     name: str
     metadata: dict[str, Any] | None
     key: str
     _encode: Callable[[np.ndarray], bytes] | None
+
+    def described_as(self, metadata: dict[str, Any]) -> Encoding:
+        """The same byte stream under another format's codec metadata (the cache key stays the stream's)."""
+        return dataclasses.replace(self, metadata=metadata)
 
     @property
     def is_raw(self) -> bool:
@@ -69,55 +75,34 @@ class Encoding:
         return pixels.tobytes() if self._encode is None else self._encode(pixels)
 
 
-def _numcodecs_encoder(config: dict[str, Any]) -> Callable[[np.ndarray], bytes]:
+def numcodecs_encoding(name: str, config: dict[str, Any]) -> Encoding:
+    """Chunks encoded by the numcodecs codec ``config``, described by that config (Zarr v2's form)."""
     # Imported only when a compressor needs it: it is a sixth of the start-up imports of every mount.
     import numcodecs
-    import numcodecs.blosc
 
-    # We run many chunk encodes in parallel ourselves; blosc's own threads would only compete with them.
-    numcodecs.blosc.use_threads = False
+    # numcodecs' blosc uses its own threads only when called from the main thread; chunks are encoded in
+    # worker threads, so its process-wide threading setting is left as the user has it.
     codec = numcodecs.get_codec(dict(config))
-    return lambda pixels: bytes(codec.encode(pixels))
+    return Encoding(name, config, json.dumps(config), lambda pixels: bytes(codec.encode(pixels)))
 
 
-def _gzip_encoder(level: int) -> Callable[[np.ndarray], bytes]:
+def blosc_encoding(name: str, level: int) -> Encoding:
+    """``blosc-<cname>`` with byte shuffle and automatic block size, described in Zarr v2's minimal form."""
+    config = {"id": "blosc", "cname": name.removeprefix("blosc-"), "clevel": level, "shuffle": 1}
+    return numcodecs_encoding(name, config)
+
+
+def gzip_encoding(level: int) -> Encoding:
+    """The gzip container (Zarr v3's ``gzip`` codec)."""
+    metadata = {"name": "gzip", "configuration": {"level": level}}
     # A fixed header time: numcodecs' GZip stamps the current time, so encodes of one chunk would differ.
-    return lambda pixels: gzip.compress(pixels.tobytes(), compresslevel=level, mtime=0)
+    return Encoding(
+        "zlib",
+        metadata,
+        json.dumps(metadata),
+        lambda pixels: gzip.compress(pixels.tobytes(), compresslevel=level, mtime=0),
+    )
 
 
-def make_encoding(compressor: Compressor, zarr_format: int, dtype: np.dtype) -> Encoding:
-    name, level = compressor.name, compressor.level
-    if name == "none":
-        return Encoding(name, None, "raw", None)
-    assert level is not None
-    if name.startswith("blosc-"):
-        cname = name.removeprefix("blosc-")
-        # Byte shuffle and automatic block size: minimal v2 JSON; the v3 spec wants every key spelled out.
-        config = {"id": "blosc", "cname": cname, "clevel": level, "shuffle": 1}
-        v3 = {
-            "cname": cname,
-            "clevel": level,
-            "shuffle": "shuffle",
-            "typesize": dtype.itemsize,
-            "blocksize": 0,
-        }
-        metadata = config if zarr_format == 2 else {"name": "blosc", "configuration": v3}
-        return Encoding(name, metadata, json.dumps(config), _numcodecs_encoder(config))
-    if name == "zstd":
-        config = {"id": "zstd", "level": level}
-        v3 = {"name": "zstd", "configuration": {"level": level, "checksum": False}}
-        return Encoding(
-            name, config if zarr_format == 2 else v3, json.dumps(config), _numcodecs_encoder(config)
-        )
-    if zarr_format == 2:
-        config = {"id": "zlib", "level": level}
-        return Encoding(name, config, json.dumps(config), _numcodecs_encoder(config))
-    v3 = {"name": "gzip", "configuration": {"level": level}}
-    return Encoding(name, v3, json.dumps(v3), _gzip_encoder(level))
-
-
-def native_encoding(source_codec: str, zarr_format: int, compressor: Compressor) -> bool:
-    """Whether stored blocks in ``source_codec`` ("none", "zlib", "zstd") are exactly what the chosen
-    compressor serves in this Zarr format, so they can be passed through unchanged."""
-    served = {2: {"none": "none", "zlib": "zlib", "zstd": "zstd"}, 3: {"none": "none", "zstd": "zstd"}}
-    return served[zarr_format].get(source_codec) == compressor.name
+def raw_encoding() -> Encoding:
+    return Encoding("none", None, "raw", None)

@@ -7,7 +7,6 @@ Both layouts can be served from one tree, their keys never collide: NGFF 0.4 on 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -15,9 +14,9 @@ from typing import Any
 
 from zarrfs.core.array import VirtualArray
 from zarrfs.core.chunking import resolve_chunks
-from zarrfs.core.codecs import Compressor, make_compressor, make_encoding, native_encoding
+from zarrfs.core.codecs import Compressor, make_compressor
+from zarrfs.core.formats import FORMATS, NgffFormat, json_bytes
 from zarrfs.core.levels import PixelLevel, StoredLevel, new_cache
-from zarrfs.core.ngff import image_attributes_v04, image_attributes_v05
 from zarrfs.core.options import ServeOptions
 from zarrfs.core.pyramid import ComputedLevel, computed_levels
 from zarrfs.core.sharding import ShardedArray
@@ -25,8 +24,6 @@ from zarrfs.core.staleness import SourceWatch
 from zarrfs.core.tree import ChunkFiles, VirtualTree
 from zarrfs.lru import ByteLRUCache
 from zarrfs.sources import ImageSource, open_source
-
-ZARR_FORMAT = {"0.4": 2, "0.5": 3}
 
 
 def block_cache_bytes(cache_bytes: int) -> int:
@@ -66,65 +63,17 @@ def coarse_levels(
     return chosen, needed
 
 
-def _json_bytes(document: dict[str, Any]) -> bytes:
-    return (json.dumps(document, indent=2) + "\n").encode()
-
-
-def _json_fill_value(level: PixelLevel) -> int | float | bool | list[float]:
-    """The level's fill value as JSON: complex values, which JSON lacks, as ``[real, imaginary]`` (the form
-    Zarr v3 specifies and zarr-python and tensorstore read in Zarr v2 metadata too)."""
-    value = level.fill_value
-    return [value.real, value.imag] if isinstance(value, complex) else value
-
-
-def zarray_metadata(array: VirtualArray) -> dict[str, Any]:
-    """The ``.zarray`` document of a Zarr v2 array with nested ("/") chunk keys."""
-    return {
-        "zarr_format": 2,
-        "shape": list(array.shape),
-        "chunks": list(array.chunks),
-        "dtype": array.dtype.str,
-        "compressor": array.encoding.metadata,
-        "fill_value": _json_fill_value(array.level),
-        "order": "C",
-        "filters": None,
-        "dimension_separator": "/",
-    }
-
-
-def zarr_json_array_metadata(array: VirtualArray, axes: str, shards: ShardedArray | None) -> dict[str, Any]:
-    """The ``zarr.json`` document of a Zarr v3 array, sharded or not."""
-    dtype = array.dtype
-    codecs: list[dict[str, Any]] = [{"name": "bytes", "configuration": {"endian": "little"}}]
-    if array.encoding.metadata is not None:
-        codecs.append(array.encoding.metadata)
-    grid_shape = array.chunks
-    if shards is not None:
-        grid_shape = shards.shard_shape
-        index_codecs = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
-        sharding = {"chunk_shape": list(array.chunks), "codecs": codecs, "index_codecs": index_codecs}
-        codecs = [{"name": "sharding_indexed", "configuration": {**sharding, "index_location": "end"}}]
-    return {
-        "zarr_format": 3,
-        "node_type": "array",
-        "shape": list(array.shape),
-        "data_type": "bool" if dtype.kind == "b" else dtype.name,
-        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(grid_shape)}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-        "fill_value": _json_fill_value(array.level),
-        "codecs": codecs,
-        "attributes": {},
-        "dimension_names": list(axes),
-    }
-
-
 @dataclass
 class Layout:
     """One served representation: an NGFF version, its arrays (one per level) and their chunk files."""
 
-    ngff: str
+    format: NgffFormat
     arrays: list[VirtualArray]
     files: list[ChunkFiles]  # the arrays themselves, or shard files over them
+
+    @property
+    def ngff(self) -> str:
+        return self.format.version
 
 
 @dataclass
@@ -146,7 +95,7 @@ class Dataset:
 
 
 def _native_source(
-    source: ImageSource, level: PixelLevel, compressor: Compressor, zarr_format: int, enabled: bool
+    source: ImageSource, level: PixelLevel, compressor: Compressor, fmt: NgffFormat, enabled: bool
 ) -> tuple[ImageSource, int] | None:
     """The source and level to pass stored blocks through from, when they are exactly this array's chunks."""
     if not enabled or not isinstance(level, StoredLevel):
@@ -154,22 +103,25 @@ def _native_source(
     native = source.native_blocks(level.level)
     if native is None or native.block_shape != level.chunks:
         return None
-    if not native_encoding(native.codec, zarr_format, compressor):
+    if not fmt.serves_stored(native, compressor):
         return None
     return source, level.level
 
 
 def _build_layout(
-    ngff: str, source: ImageSource, levels: list[PixelLevel], compressor: Compressor, options: ServeOptions
+    fmt: NgffFormat,
+    source: ImageSource,
+    levels: list[PixelLevel],
+    compressor: Compressor,
+    options: ServeOptions,
 ) -> Layout:
-    zarr_format = ZARR_FORMAT[ngff]
     arrays, files = [], []
     for level in levels:
-        encoding = make_encoding(compressor, zarr_format, level.dtype)
-        native = _native_source(source, level, compressor, zarr_format, options.passthrough)
+        encoding = fmt.encoding(compressor, level.dtype)
+        native = _native_source(source, level, compressor, fmt, options.passthrough)
         array = VirtualArray(level, encoding, native)
         arrays.append(array)
-        if zarr_format == 3 and options.shards is not None:
+        if fmt.supports_sharding and options.shards is not None:
             per_shard = tuple(
                 min(options.shards, grid) if axis in "yx" else 1
                 for axis, grid in zip(source.info.axes, array.grid, strict=True)
@@ -177,31 +129,18 @@ def _build_layout(
             files.append(ShardedArray(array, per_shard))
         else:
             files.append(array)
-    return Layout(ngff, arrays, files)
+    return Layout(fmt, arrays, files)
 
 
 def _documents(layout: Layout, source: ImageSource, name: str, method: str | None) -> dict[str, bytes]:
-    info = source.info
+    fmt = layout.format
     levels = [(array.level.name, array.level.downsampling) for array in layout.arrays]
-    if layout.ngff == "0.4":
-        documents = {
-            ".zgroup": _json_bytes({"zarr_format": 2}),
-            ".zattrs": _json_bytes(image_attributes_v04(info, levels, name, method)),
-        }
-        for array in layout.arrays:
-            documents[f"{array.level.name}/.zarray"] = _json_bytes(zarray_metadata(array))
-        return documents
-    group = {
-        "zarr_format": 3,
-        "node_type": "group",
-        "attributes": image_attributes_v05(info, levels, name, method),
-    }
-    documents = {"zarr.json": _json_bytes(group)}
+    documents = fmt.group_documents(source.info, levels, name, method)
     for array, files in zip(layout.arrays, layout.files, strict=True):
         shards = files if isinstance(files, ShardedArray) else None
-        metadata = zarr_json_array_metadata(array, info.axes, shards)
-        documents[f"{array.level.name}/zarr.json"] = _json_bytes(metadata)
-    return documents
+        for file_name, document in fmt.array_documents(array, source.info.axes, shards).items():
+            documents[f"{array.level.name}/{file_name}"] = document
+    return {path: json_bytes(document) for path, document in fmt.consolidated(documents).items()}
 
 
 def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
@@ -226,14 +165,13 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
     coarse_cache = new_cache(coarse_bytes)
     for level in levels:
         level.cache = coarse_cache if level in coarse else cache
-    layouts = [_build_layout(ngff, source, levels, compressor, options) for ngff in options.ngff]
+    layouts = [_build_layout(FORMATS[ngff], source, levels, compressor, options) for ngff in options.ngff]
     documents: dict[str, bytes] = {}
     arrays: dict[str, dict[str, ChunkFiles]] = {}
     for layout in layouts:
         documents.update(_documents(layout, source, name, method))
-        prefix = "" if layout.ngff == "0.4" else "c"
         for level, files in zip(levels, layout.files, strict=True):
-            arrays.setdefault(level.name, {})[prefix] = files
+            arrays.setdefault(level.name, {})[layout.format.chunk_prefix] = files
     tree = VirtualTree(documents, arrays, guard=SourceWatch(source.path).check)
     return Dataset(source, options, compressor, cache, coarse_cache, levels, layouts, tree, name)
 
@@ -241,7 +179,7 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
 def open_dataset(path: str | os.PathLike[str], options: ServeOptions | None = None) -> Dataset:
     """Open ``path`` and build its virtual tree: metadata only, no pixel data is read."""
     options = options or ServeOptions()
-    source = open_source(path, options.series, block_cache_bytes(options.cache_bytes))
+    source = open_source(path, options.source, block_cache_bytes(options.cache_bytes))
     try:
         return build_dataset(source, options)
     except BaseException:

@@ -9,11 +9,6 @@ from zarrfs.core.options import human_bytes
 from zarrfs.core.pyramid import ComputedLevel
 from zarrfs.core.sharding import ShardedArray
 
-LAYOUT_NAMES = {
-    "0.4": "NGFF 0.4 on Zarr v2: .zgroup, .zattrs, <level>/.zarray, chunks <level>/<i>/<j>/...",
-    "0.5": "NGFF 0.5 on Zarr v3: zarr.json, <level>/zarr.json, chunks <level>/c/<i>/<j>/...",
-}
-
 
 def printable(text: str) -> str:
     """``text`` with every character a terminal would act on or not show (newlines, tabs, escape sequences
@@ -29,7 +24,7 @@ def _escape(char: str) -> str:
 
 
 def _layout_lines(layout: Layout) -> list[str]:
-    lines = [f"  {LAYOUT_NAMES[layout.ngff]}"]
+    lines = [f"  {layout.format.summary}"]
     for array, files in zip(layout.arrays, layout.files, strict=True):
         codec = "stored tiles passed through" if array.native is not None else array.encoding.name
         files_text = f"{math.prod(files.grid)} chunk files"

@@ -53,17 +53,15 @@ class PixelLevel(ABC):
         dtype: np.dtype,
         chunks: tuple[int, ...],
         cache: ByteLRUCache[CachedValue],
+        fill_value: int | float | bool | complex,
     ) -> None:
         self.name = name
+        self.fill_value = fill_value  # what edge-chunk padding holds, and the arrays' Zarr fill value
         self.shape = shape
         self.dtype = dtype.newbyteorder("<")
         self.chunks = chunks
         self.cache = cache
         self.grid = tuple(math.ceil(extent / chunk) for extent, chunk in zip(shape, chunks, strict=True))
-
-    @property
-    def fill_value(self) -> int | float | bool | complex:
-        return self.dtype.type(0).item()
 
     @abstractmethod
     def read_region(self, region: tuple[slice, ...]) -> np.ndarray:
@@ -214,7 +212,7 @@ class StoredLevel(PixelLevel):
         cache: ByteLRUCache[CachedValue],
     ) -> None:
         shape = source.info.levels[level].shape
-        super().__init__(str(level), shape, source.info.dtype, chunks, cache)
+        super().__init__(str(level), shape, source.info.dtype, chunks, cache, source.info.fill)
         self.source = source
         self.level = level
         full = source.info.levels[0].shape

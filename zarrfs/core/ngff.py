@@ -1,4 +1,5 @@
-"""OME-NGFF attributes (multiscales, omero) for the served image, built from the source's metadata."""
+"""OME-NGFF attributes (multiscales, omero) for the served image, built from the source's metadata; each
+version's wrapping of them is in formats.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from typing import Any
 import numpy as np
 
 from zarrfs.sources import SourceInfo
+
+# The served levels as (path, downsampling factors per axis), from high to low resolution.
+Levels = list[tuple[str, tuple[float, ...]]]
 
 AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
@@ -46,9 +50,7 @@ def level_transformations(info: SourceInfo, downsampling: tuple[float, ...]) -> 
     return transformations
 
 
-def multiscales_metadata(
-    info: SourceInfo, levels: list[tuple[str, tuple[float, ...]]], name: str, method: str | None
-) -> dict[str, Any]:
+def multiscales_metadata(info: SourceInfo, levels: Levels, name: str, method: str | None) -> dict[str, Any]:
     """One multiscales entry: ``levels`` are (path, downsampling factors) from high to low resolution."""
     multiscale: dict[str, Any] = {
         "name": name,
@@ -95,23 +97,3 @@ def omero_metadata(info: SourceInfo, name: str) -> dict[str, Any]:
     middle_z = info.levels[0].shape[info.axes.index("z")] // 2 if "z" in info.axes else 0
     rdefs = {"model": "greyscale" if count == 1 else "color", "defaultZ": middle_z, "defaultT": 0}
     return {"name": name, "channels": channels, "rdefs": rdefs}
-
-
-def image_attributes_v04(
-    info: SourceInfo, levels: list[tuple[str, tuple[float, ...]]], name: str, method: str | None
-) -> dict[str, Any]:
-    """The group ``.zattrs`` of an NGFF 0.4 image (Zarr v2)."""
-    multiscales = {"version": "0.4", **multiscales_metadata(info, levels, name, method)}
-    return {"multiscales": [multiscales], "omero": {"version": "0.4", **omero_metadata(info, name)}}
-
-
-def image_attributes_v05(
-    info: SourceInfo, levels: list[tuple[str, tuple[float, ...]]], name: str, method: str | None
-) -> dict[str, Any]:
-    """The group attributes of an NGFF 0.5 image (Zarr v3): everything under "ome", versioned once."""
-    ome = {
-        "version": "0.5",
-        "multiscales": [multiscales_metadata(info, levels, name, method)],
-        "omero": omero_metadata(info, name),
-    }
-    return {"ome": ome}

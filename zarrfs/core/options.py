@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
+from zarrfs.core.formats import FORMATS, NGFF_VERSIONS
 from zarrfs.errors import ZarrfsError
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
-NGFF_VERSIONS = ("0.4", "0.5")
 DOWNSAMPLE_METHODS = ("mean", "nearest", "mode")
 
 _SIZE_UNITS = {
@@ -37,7 +39,7 @@ MAX_TIMEOUT_S = 86400.0
 class ServeOptions:
     """Options shared by every front end (FUSE mount, in-process store, ``info``)."""
 
-    series: int = 0
+    source: Mapping[str, Any] = field(default_factory=dict)  # the reader's own options by name, as set
     chunks: tuple[int, ...] | None = None  # right-aligned to the axes: (512, 512) sets y and x
     compressor: str = "none"
     clevel: int | None = None
@@ -133,7 +135,7 @@ def parse_chunks(text: str) -> tuple[int, ...]:
 
 
 def serve_options(
-    series: int = 0,
+    series: int | None = None,
     chunks: str | tuple[int, ...] | None = None,
     compressor: str = "none",
     clevel: int | None = None,
@@ -145,7 +147,7 @@ def serve_options(
     passthrough: str | bool = "auto",
 ) -> ServeOptions:
     """Build ServeOptions from what a user typed (strings, as on the command line) or from Python values."""
-    if series < 0:
+    if series is not None and series < 0:
         raise ZarrfsError(f"--series must be 0 or more, not {series}")
     if ngff not in ("all", *NGFF_VERSIONS):
         raise ZarrfsError(f"--ngff must be one of: all, {', '.join(NGFF_VERSIONS)}; not {ngff!r}")
@@ -155,12 +157,17 @@ def serve_options(
         raise ZarrfsError(f"--downsample must be one of: {', '.join(DOWNSAMPLE_METHODS)}; not {downsample!r}")
     if shards is not None and shards < 1:
         raise ZarrfsError(f"--shards must be 1 or more, not {shards}")
-    if shards is not None and ngff == "0.4":
-        raise ZarrfsError("--shards needs Zarr v3: use --ngff 0.5 or all (NGFF 0.4 is Zarr v2, unsharded)")
+    if shards is not None and not any(
+        FORMATS[version].supports_sharding for version in (NGFF_VERSIONS if ngff == "all" else (ngff,))
+    ):
+        sharded = ", ".join(version for version, fmt in FORMATS.items() if fmt.supports_sharding)
+        raise ZarrfsError(
+            f"--shards needs Zarr v3: use --ngff {sharded} or all (NGFF {ngff} is Zarr v2, unsharded)"
+        )
     if passthrough not in ("auto", "off", True, False):
         raise ZarrfsError(f"--passthrough must be auto or off, not {passthrough!r}")
     return ServeOptions(
-        series=series,
+        source={} if series is None else {"series": series},
         chunks=parse_chunks(chunks) if isinstance(chunks, str) else (tuple(chunks) if chunks else None),
         compressor=compressor,
         clevel=clevel,

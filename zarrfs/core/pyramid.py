@@ -46,7 +46,7 @@ class ComputedLevel(PixelLevel):
             math.ceil(extent / factor) for extent, factor in zip(parent.shape, factors, strict=True)
         )
         chunks = tuple(min(chunk, extent) for chunk, extent in zip(parent.chunks, shape, strict=True))
-        super().__init__(name, shape, parent.dtype, chunks, parent.cache)
+        super().__init__(name, shape, parent.dtype, chunks, parent.cache, parent.fill_value)
         self.parent = parent
         self.factors = factors
         self.method = method

@@ -1,18 +1,25 @@
-"""The small interface every native-format reader implements.
+"""The small contract every native-format reader implements.
 
 A source presents one image in canonical NGFF axis order: a subset of ``t, c, z, y, x`` kept in that order and
-always ending in ``y, x``. Readers translate their native layout (page order, interleaved samples, byte order)
-to that view; the core never sees format details.
+always ending in ``y, x``. Readers translate their native layout (page order, interleaved samples, byte order,
+x-fastest volumes) to that view; the core never sees format details.
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
 CANONICAL_AXES = "tczyx"
+
+# A numcodecs codec configuration, e.g. {"id": "zlib", "level": 1}: how stored bytes decode.
+CodecConfig = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -35,8 +42,9 @@ class Channel:
 class Level:
     """One stored resolution level.
 
-    ``storage_unit`` is the block the source decodes in one piece (a tile, a strip band, one plane), per axis
-    in canonical order; chunk shapes that are whole multiples of it never decode a block for two chunks.
+    ``storage_unit`` is the block the source decodes in one piece (a tile, a strip band, one plane, an HDF5
+    chunk), per axis in canonical order; chunk shapes that are whole multiples of it never decode a block for
+    two chunks.
     """
 
     shape: tuple[int, ...]
@@ -45,33 +53,55 @@ class Level:
 
 @dataclass(frozen=True)
 class NativeBlocks:
-    """Stored blocks of a level that a standard Zarr codec decodes as they are: servable unchanged.
+    """Stored blocks of a level that a standard codec decodes as they are: servable unchanged.
 
-    ``block_shape`` is per canonical axis (1 on t and z; on c 1 too, samples must be stored planar), every
-    block full-size (edge blocks padded, as TIFF tiles are); ``codec`` is "none", "zlib" or "zstd" and the
-    decoded bytes are the block's pixels in C order, little-endian.
+    ``block_shape`` is per canonical axis and may be deeper than one plane (HDF5 and Zarr chunks are 3-D);
+    every block is full-size (edge blocks padded, as TIFF tiles are). ``codec`` is the numcodecs
+    configuration that decodes a stored block (None: stored raw), and the decoded bytes are the block's
+    pixels in C order, little-endian.
     """
 
     block_shape: tuple[int, ...]
-    codec: str
+    codec: CodecConfig | None  # given as a config, or as a bare codec id ("zlib"; "none" for raw)
+
+    def __init__(self, block_shape: tuple[int, ...], codec: CodecConfig | str | None) -> None:
+        if isinstance(codec, str):
+            codec = None if codec == "none" else {"id": codec}
+        object.__setattr__(self, "block_shape", tuple(block_shape))
+        object.__setattr__(self, "codec", None if codec is None else MappingProxyType(dict(codec)))
+
+    @property
+    def codec_id(self) -> str:
+        """The codec's numcodecs id, or "none" for raw blocks."""
+        return "none" if self.codec is None else str(self.codec["id"])
 
 
-@dataclass
+@dataclass(frozen=True)
 class SourceInfo:
     """Everything the core needs to know about a source, read at open time from metadata only."""
 
     axes: str  # e.g. "czyx": canonical order, subset of CANONICAL_AXES, ends with "yx"
     dtype: np.dtype  # native byte order; read_region returns arrays of exactly this dtype
-    levels: list[Level]  # level 0 = full resolution, then stored reduced levels (if any)
-    physical_sizes: dict[str, PhysicalSize] = field(default_factory=dict)  # axis letter -> size
-    channels: list[Channel] = field(default_factory=list)  # one per index of the "c" axis, if present
+    levels: Sequence[Level]  # level 0 = full resolution, then stored reduced levels (if any)
+    physical_sizes: Mapping[str, PhysicalSize] = field(default_factory=dict)  # axis letter -> size
+    channels: Sequence[Channel] = ()  # one per index of the "c" axis, if present
     description: str = ""  # one line for `zarrfs info`, e.g. "OME-TIFF, BigTIFF, tiled 256x256, deflate"
+    # What pixels the source never wrote hold (sparse tiles, missing planes, padding): also the served
+    # arrays' fill value. None means 0 (False for booleans).
+    fill_value: int | float | bool | complex | None = None
+
+    @property
+    def fill(self) -> int | float | bool | complex:
+        """The fill value as a number of ``dtype``."""
+        value = 0 if self.fill_value is None else self.fill_value
+        result: int | float | bool | complex = self.dtype.type(value).item()
+        return result
 
 
 class ImageSource(ABC):
     """A read-only image in canonical axis order. Implementations must be thread-safe in ``read_region``."""
 
-    path: str
+    path: str  # what the user named (a file, a directory, a pattern), for messages and the tree's name
     info: SourceInfo
 
     @abstractmethod
@@ -82,6 +112,11 @@ class ImageSource(ABC):
         Raises SourceError (or any exception) when the data cannot be read or decoded; the caller turns it
         into an I/O error for the one chunk that needed it.
         """
+
+    def files(self) -> tuple[str, ...]:
+        """Every file the source reads pixels or metadata from, as absolute paths: the core watches them
+        all for changes. The default is the one file at ``path``."""
+        return (os.path.abspath(self.path),)
 
     def native_blocks(self, level: int) -> NativeBlocks | None:
         """The level's blocks that can be served unchanged, or None (the default) when none can."""
@@ -94,7 +129,7 @@ class ImageSource(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release file handles."""
+        """Release file handles. Reads after close raise SourceError."""
 
     def __enter__(self) -> ImageSource:
         return self

@@ -21,8 +21,8 @@ from zarrfs.sources.tiff.layout import SegmentGrid, plane_targets
 from zarrfs.sources.tiff.pixelfile import PixelFile
 from zarrfs.sources.tiff.readers import LevelReader, Page, PagedLevel
 
-# TIFF compression -> the Zarr codec that decodes its tiles unchanged. Deflate tiles are zlib streams (header
-# and checksum included); zstd tiles are zstd frames.
+# TIFF compression -> the numcodecs id that decodes its tiles unchanged ("none": raw). Deflate tiles are zlib
+# streams (header and checksum included); zstd tiles are zstd frames.
 _CODECS = {1: "none", 8: "zlib", 32946: "zlib", 50000: "zstd"}
 
 

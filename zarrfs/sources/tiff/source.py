@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import tifffile
 
@@ -47,6 +49,8 @@ class TiffSource(ImageSource):
         except BaseException:
             self.close()
             raise
+        # The file itself and every companion file of a multi-file OME-TIFF that holds planes of the series.
+        self._paths = tuple(sorted({os.path.abspath(file.path) for file in self._files.values()}))
 
     def _open_series(self, tiff: tifffile.TiffFile, index: int, cache: ByteLRUCache[np.ndarray]) -> None:
         """Build the level readers, which share ``cache`` (dropped with them at close), and ``info``."""
@@ -103,6 +107,9 @@ class TiffSource(ImageSource):
         if not reader.reads_rows:
             check_segment_size(plan.grid, file_dtype.itemsize, self.path)
         return reader
+
+    def files(self) -> tuple[str, ...]:
+        return self._paths
 
     def read_region(self, level: int, region: tuple[slice, ...]) -> np.ndarray:
         if not self._files:

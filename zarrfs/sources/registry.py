@@ -1,0 +1,197 @@
+"""Where sources are, and the registry of readers that open them.
+
+A reader decides from a ``Location`` (one file, one directory such as a Zarr or N5 dataset, or several files
+that form one image) whether it opens it, and takes its options by name. Built-in readers come first, then
+those that installed packages register under the entry-point group ``zarrfs.sources``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from zarrfs.errors import SourceError
+from zarrfs.sources.base import ImageSource
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "zarrfs.sources"
+# Enough for every signature a reader sniffs (TIFF needs 4 bytes, HDF5 8 at offset 0, NIfTI 4 at 344).
+HEADER_BYTES = 512
+DEFAULT_BLOCK_CACHE_BYTES = 128 * 2**20
+
+
+@dataclass(frozen=True)
+class Location:
+    """What a user named as a source: one file or directory, or several files read as one image."""
+
+    paths: tuple[str, ...]  # absolute; exactly one unless a file sequence
+
+    @classmethod
+    def of(cls, source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> Location:
+        named = [source] if isinstance(source, str | os.PathLike) else list(source)
+        if not named:
+            raise SourceError("no source files given")
+        return cls(tuple(os.path.abspath(os.fspath(path)) for path in named))
+
+    @property
+    def path(self) -> str:
+        """The one path (the first file of a sequence)."""
+        return self.paths[0]
+
+    @property
+    def is_sequence(self) -> bool:
+        return len(self.paths) > 1
+
+    @cached_property
+    def is_directory(self) -> bool:
+        return not self.is_sequence and os.path.isdir(self.path)
+
+    @cached_property
+    def is_file(self) -> bool:
+        return not self.is_sequence and os.path.isfile(self.path)
+
+    @cached_property
+    def header(self) -> bytes:
+        """The first HEADER_BYTES of the (first) file; b"" for a directory. Read once."""
+        return b"" if self.is_directory else _read_header(self.path)
+
+    def check_exists(self) -> None:
+        """Raise a one-line SourceError unless every path is there and readable."""
+        for path in self.paths:
+            if not os.path.exists(path):
+                raise SourceError(f"source not found: {path}")
+            if not (os.path.isdir(path) or os.path.isfile(path)):
+                raise SourceError(f"source is not a regular file: {path}")
+        if not self.is_directory:
+            self.header  # noqa: B018  (reads it: an empty or unreadable file is reported here)
+
+
+def _read_header(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(HEADER_BYTES)
+    except PermissionError:
+        raise SourceError(f"no permission to read source: {path}") from None
+    except OSError as error:
+        raise SourceError(f"cannot read source {path}: {error.strerror}") from None
+    if not header:
+        raise SourceError(f"source is empty (0 bytes): {path}")
+    return header
+
+
+class Reader(ABC):
+    """One source format. ``options`` names the per-format options it takes (name -> one line of help);
+    ``open`` receives only those the user set."""
+
+    name: ClassVar[str]
+    options: ClassVar[Mapping[str, str]] = {}
+
+    @abstractmethod
+    def claims(self, location: Location) -> bool:
+        """Whether this reader opens ``location``: decided from names and first bytes, cheaply."""
+
+    @abstractmethod
+    def open(self, location: Location, options: Mapping[str, Any], block_cache_bytes: int) -> ImageSource:
+        """Open the source: metadata only. ``block_cache_bytes`` bounds decoded blocks the source keeps
+        (blocks larger than one chunk, such as one huge strip)."""
+
+
+def _builtin_readers() -> list[Reader]:
+    from zarrfs.sources.tiff import TiffReader
+
+    return [TiffReader()]
+
+
+def _as_reader(loaded: object, name: str) -> Reader:
+    """An entry point names a Reader instance, a Reader subclass, or a function returning a Reader."""
+    candidate = loaded() if callable(loaded) and not isinstance(loaded, Reader) else loaded
+    if not isinstance(candidate, Reader):
+        raise TypeError(f"entry point {name!r} gives {type(candidate).__name__}, not a zarrfs Reader")
+    return candidate
+
+
+class Registry:
+    """The readers zarrfs knows, tried in order: built-in ones, then entry points, then registered ones."""
+
+    def __init__(self) -> None:
+        self._readers: list[Reader] | None = None
+        self._added: list[Reader] = []
+        self._lock = threading.Lock()
+
+    def readers(self) -> list[Reader]:
+        with self._lock:
+            if self._readers is None:
+                self._readers = _builtin_readers() + list(self._entry_point_readers())
+            return [*self._readers, *self._added]
+
+    def register(self, reader: Reader) -> None:
+        """Add a reader from code (entry points are found by themselves)."""
+        with self._lock:
+            self._added.append(reader)
+
+    def reload(self) -> None:
+        """Look up the entry points again (after installing a package in a running process)."""
+        with self._lock:
+            self._readers = None
+
+    @staticmethod
+    def _entry_point_readers() -> Iterable[Reader]:
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                yield _as_reader(point.load(), point.name)
+            except Exception as error:  # a broken plugin must not stop the formats that work
+                log.warning("source reader %r (%s) not loaded: %s", point.name, point.value, error)
+
+    def find(self, location: Location, format_name: str | None = None) -> Reader:
+        readers = self.readers()
+        names = ", ".join(reader.name for reader in readers)
+        if format_name is not None:
+            for reader in readers:
+                if reader.name.lower() == format_name.lower():
+                    return reader
+            raise SourceError(f"unknown format {format_name!r} (known: {names})")
+        location.check_exists()
+        for reader in readers:
+            if reader.claims(location):
+                return reader
+        if location.is_directory:
+            raise SourceError(
+                f"source is a directory, not an image any reader opens ({names}): {location.path}"
+            )
+        raise SourceError(f"not a supported image format (supported: {names}): {location.path}")
+
+
+REGISTRY = Registry()
+
+
+def check_options(reader: Reader, options: Mapping[str, Any]) -> None:
+    """A one-line error for options the reader does not take."""
+    unknown = sorted(name for name in options if name not in reader.options)
+    if unknown:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
+        takes = ", ".join("--" + name.replace("_", "-") for name in reader.options) or "no format options"
+        raise SourceError(f"{flags} does not apply to {reader.name} sources ({reader.name} takes: {takes})")
+
+
+def open_source(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Location,
+    options: Mapping[str, Any] | None = None,
+    block_cache_bytes: int = DEFAULT_BLOCK_CACHE_BYTES,
+    format_name: str | None = None,
+) -> ImageSource:
+    """Open ``source`` with the first reader that claims it (or the one named ``format_name``).
+
+    ``options`` are per-format options by name (e.g. ``series``); None values count as not set."""
+    location = source if isinstance(source, Location) else Location.of(source)
+    given = {name: value for name, value in (options or {}).items() if value is not None}
+    reader = REGISTRY.find(location, format_name)
+    check_options(reader, given)
+    return reader.open(location, given, block_cache_bytes)
