@@ -31,8 +31,10 @@ def block_rows(image: np.ndarray, factors: tuple[int, ...]) -> tuple[np.ndarray,
 
 def exact_mean(rows: np.ndarray, valid: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Integers: the exact mean of each row's valid entries, rounded half to even (Python's ``round`` of a
-    Fraction); floats: the float64 mean."""
+    Fraction); booleans: whether at least half are set; floats: the float64 mean."""
     counts = valid.sum(axis=-1)
+    if dtype.kind == "b":
+        return 2 * (rows & valid).sum(axis=-1) >= counts
     if dtype.kind not in "iu":
         return (np.where(valid, rows, 0).astype(np.float64).sum(axis=-1) / counts).astype(dtype)
     sums = np.where(valid, rows.astype(object), 0).sum(axis=-1)  # Python integers: no overflow

@@ -175,7 +175,10 @@ def _build_layout(
 
 def _documents(layout: Layout, source: ImageSource, name: str, method: str | None) -> dict[str, bytes]:
     info = source.info
-    levels = [(array.level.name, array.level.downsampling) for array in layout.arrays]
+    levels = [
+        (array.level.name, array.level.downsampling, array.level.first_pixel_centre)
+        for array in layout.arrays
+    ]
     if layout.ngff == "0.4":
         documents = {
             ".zgroup": _json_bytes({"zarr_format": 2}),

@@ -53,6 +53,14 @@ class ComputedLevel(PixelLevel):
         self.downsampling = tuple(
             scale * factor for scale, factor in zip(parent.downsampling, factors, strict=True)
         )
+        # "nearest" takes the first pixel of each block, so its pixels keep their parent's centres; "mean" and
+        # "mode" summarise the whole block, so their pixels sit at the block's centre.
+        self.first_pixel_centre = tuple(
+            centre + (0.0 if method == "nearest" else scale * (factor - 1) / 2)
+            for centre, scale, factor in zip(
+                parent.first_pixel_centre, parent.downsampling, factors, strict=True
+            )
+        )
 
     def read_region(self, region: tuple[slice, ...]) -> np.ndarray:
         """Reduces the parent region piece by piece, concurrently: each piece is one parent chunk (or the
