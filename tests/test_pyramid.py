@@ -354,3 +354,15 @@ def test_integer_mean_is_exact_at_every_width(
         actual = downsample(pixels, block, "mean")
         assert actual.dtype == dtype
         np.testing.assert_array_equal(actual, block_reduce(pixels, block, "mean"), err_msg=name)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_first_pixel_centres_follow_the_method(method: str) -> None:
+    # z joins the halving at the second level: downsampling (1, 2, 2), (2, 4, 4), (4, 8, 8).
+    sizes = {"z": PhysicalSize(3.0, "micrometer"), "x": PhysicalSize(1.0, "micrometer")}
+    levels = pyramid(np.zeros((7, 67, 45), np.uint8), "zyx", (2, 16, 16), method, physical_sizes=sizes)
+    centres = [level.first_pixel_centre for level in levels]
+    if method == "nearest":  # the first pixel of every block: always level 0's first pixel
+        assert centres == [(0.0, 0.0, 0.0)] * 4
+    else:  # the centre of the block of level-0 pixels each pixel summarises
+        assert centres == [(0.0, 0.0, 0.0), (0.0, 0.5, 0.5), (0.5, 1.5, 1.5), (1.5, 3.5, 3.5)]
