@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 from array_source import ArraySource
+from block_reference import block_reduce
 
 from zarrfs.core.levels import PixelLevel, StoredLevel, new_cache
 from zarrfs.core.options import ServeOptions
@@ -16,33 +17,9 @@ from zarrfs.core.pyramid import ComputedLevel, computed_levels, downsample
 from zarrfs.sources import Level, PhysicalSize
 
 LARGE_CACHE_BYTES = 256 * 2**20
-DTYPES = [np.uint8, np.uint16, np.int16, np.float32]
+DTYPES = [np.uint8, np.uint16, np.int16, np.uint64, np.int64, np.float32]
+INTEGER_DTYPES = [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
 METHODS = ["mean", "nearest", "mode"]
-
-
-def reference_downsample(image: np.ndarray, factors: tuple[int, ...], method: str) -> np.ndarray:
-    """The expected reduction, written independently of the implementation: pad every axis to whole blocks
-    with NaN, gather each block's values in a row, and reduce the rows ignoring the NaN padding."""
-    grid = tuple(math.ceil(extent / factor) for extent, factor in zip(image.shape, factors, strict=True))
-    padded = np.full(tuple(n * f for n, f in zip(grid, factors, strict=True)), np.nan)
-    padded[tuple(slice(0, extent) for extent in image.shape)] = image
-    interleaved = [size for pair in zip(grid, factors, strict=True) for size in pair]
-    block_axes = list(range(1, 2 * image.ndim, 2))
-    grid_axes = list(range(0, 2 * image.ndim, 2))
-    rows = padded.reshape(interleaved).transpose(grid_axes + block_axes).reshape(*grid, -1)
-    if method == "nearest":
-        result = rows[..., 0]
-    elif method == "mean":
-        result = np.nanmean(rows, axis=-1)
-        if np.issubdtype(image.dtype, np.integer):
-            result = np.rint(result)
-    else:
-        # How often each entry's value occurs in its row (NaN equals nothing, so padding never wins);
-        # among the most frequent values the smallest one.
-        counts = (rows[..., :, None] == rows[..., None, :]).sum(axis=-1)
-        most = counts.max(axis=-1, keepdims=True)
-        result = np.where(counts == most, rows, np.inf).min(axis=-1)
-    return result.astype(image.dtype)
 
 
 def whole_level(level: PixelLevel) -> np.ndarray:
@@ -77,7 +54,7 @@ def assert_levels_match_reference(levels: list[PixelLevel], data: np.ndarray, me
     expected = data
     for level in levels[1:]:
         assert isinstance(level, ComputedLevel)
-        expected = reference_downsample(expected, level.factors, method)
+        expected = block_reduce(expected, level.factors, method)
         actual = whole_level(level)
         assert actual.dtype == data.dtype
         if data.dtype == np.float32 and method == "mean":
@@ -225,9 +202,7 @@ def test_computed_levels_continue_after_stored_ones(total: int | None, added_nam
     if added:
         assert added[0].shape == (250, 325) and added[0].downsampling == (4, 4)
         # Made from the stored level 1, not from level 0.
-        np.testing.assert_array_equal(
-            whole_level(added[0]), reference_downsample(source.reduced, (2, 2), "mean")
-        )
+        np.testing.assert_array_equal(whole_level(added[0]), block_reduce(source.reduced, (2, 2), "mean"))
 
 
 class RecordingSource(ArraySource):
@@ -316,3 +291,78 @@ def test_integer_mean_rounds_like_float_mean(dtype: type, block: tuple[int, ...]
             for position in np.ndindex(*block)
         ]
         np.testing.assert_array_equal(actual, float_mean(values, np.dtype(dtype)))
+
+
+def test_64_bit_means_by_hand() -> None:
+    # The float64 mean gave 0 for the first, -2^63 for the second and lost the odd last bits of the others.
+    top = 2**64 - 1
+    assert downsample(np.full((2, 2), top, np.uint64), (2, 2), "mean").tolist() == [[top]]
+    assert downsample(np.full((2, 2), 2**63 - 1, np.int64), (2, 2), "mean").tolist() == [[2**63 - 1]]
+    assert downsample(np.full((2, 2), -(2**63), np.int64), (2, 2), "mean").tolist() == [[-(2**63)]]
+    # Halfway cases round to even: 2^53 + 1.5 up, 2^64 - 1.5 down; 2^53 + 1 alone stays odd.
+    pairs = np.array([[2**53 + 1, 2**53 + 2, top - 1, top, 2**53 + 1]], np.uint64)
+    assert downsample(pairs, (1, 2), "mean").tolist() == [[2**53 + 2, top - 1, 2**53 + 1]]
+    # -1/2 rounds to 0 and -2^62 - 1/2 to the even -2^62.
+    mixed = np.array([[2**63 - 1, -(2**63), -(2**63), -1, 3]], np.int64)
+    assert downsample(mixed, (1, 2), "mean").tolist() == [[0, -(2**62), 3]]
+    thirds = np.array([[top, top, top - 1]], np.uint64)  # 2^64 - 4/3 rounds to 2^64 - 1
+    assert downsample(thirds, (1, 3), "mean").tolist() == [[top]]
+
+
+def extreme_values(dtype: type) -> np.ndarray:
+    """The values where sums overflow or float64 loses bits, those of them the dtype holds."""
+    info = np.iinfo(dtype)
+    candidates = {0, 1, 2, 3, -1, -2, info.min, info.min + 1, info.max - 1, info.max}
+    candidates |= {2**53 - 1, 2**53, 2**53 + 1, -(2**53) - 1, 2**62 + 1, 2**63 - 1, 2**63, -(2**63)}
+    candidates |= {-(2**63) + 1, 2**64 - 2, 2**64 - 1}
+    return np.array(sorted(value for value in candidates if info.min <= value <= info.max), dtype)
+
+
+@pytest.mark.parametrize("dtype", INTEGER_DTYPES)
+@pytest.mark.parametrize(
+    ("shape", "block"),
+    [
+        ((6, 8), (2, 2)),
+        ((7, 9), (2, 2)),  # edge remainders along both axes
+        ((4, 6, 8), (2, 2, 2)),
+        ((5, 7, 9), (2, 2, 2)),
+        ((5, 7, 9), (1, 2, 2)),
+        ((9, 12), (3, 3)),
+        ((8, 10), (3, 3)),
+        ((5, 7), (1, 2)),
+        ((11,), (2,)),
+        ((13,), (5,)),
+        ((4, 5, 6), (3, 1, 4)),
+    ],
+)
+def test_integer_mean_is_exact_at_every_width(
+    dtype: type, shape: tuple[int, ...], block: tuple[int, ...]
+) -> None:
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(len(shape) * 100 + math.prod(block))
+    samples = {
+        "random": rng.integers(info.min, info.max, shape, endpoint=True, dtype=dtype),
+        "extremes mixed": rng.choice(extreme_values(dtype), shape),
+        "all the maximum": np.full(shape, info.max, dtype),
+        "all the minimum": np.full(shape, info.min, dtype),
+        "just below the maximum": np.full(shape, info.max, dtype) - rng.integers(0, 4, shape).astype(dtype),
+        "just above the minimum": np.full(shape, info.min, dtype) + rng.integers(0, 4, shape).astype(dtype),
+        # Small values around zero: many means fall exactly halfway between two integers.
+        "small": rng.integers(-3 if info.min else 0, 4, shape).astype(dtype),
+    }
+    for name, pixels in samples.items():
+        actual = downsample(pixels, block, "mean")
+        assert actual.dtype == dtype
+        np.testing.assert_array_equal(actual, block_reduce(pixels, block, "mean"), err_msg=name)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_first_pixel_centres_follow_the_method(method: str) -> None:
+    # z joins the halving at the second level: downsampling (1, 2, 2), (2, 4, 4), (4, 8, 8).
+    sizes = {"z": PhysicalSize(3.0, "micrometer"), "x": PhysicalSize(1.0, "micrometer")}
+    levels = pyramid(np.zeros((7, 67, 45), np.uint8), "zyx", (2, 16, 16), method, physical_sizes=sizes)
+    centres = [level.first_pixel_centre for level in levels]
+    if method == "nearest":  # the first pixel of every block: always level 0's first pixel
+        assert centres == [(0.0, 0.0, 0.0)] * 4
+    else:  # the centre of the block of level-0 pixels each pixel summarises
+        assert centres == [(0.0, 0.0, 0.0), (0.0, 0.5, 0.5), (0.5, 1.5, 1.5), (1.5, 3.5, 3.5)]

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 from array_source import ArraySource
-from test_pyramid import reference_downsample, sample_data, whole_level
+from block_reference import block_reduce
+from test_pyramid import sample_data, whole_level
 
 from zarrfs.core import ServeOptions, build_dataset
 from zarrfs.core.dataset import COARSE_CACHE_SHARE, Dataset, block_cache_bytes
@@ -80,7 +81,7 @@ def test_reading_coarse_to_fine_builds_the_coarse_levels_once() -> None:
     expected = data
     for level in levels[1:]:
         assert isinstance(level, ComputedLevel)
-        expected = reference_downsample(expected, level.factors, "mean")
+        expected = block_reduce(expected, level.factors, "mean")
         if level in coarse:
             np.testing.assert_array_equal(whole_level(level), expected)
     assert source.reads == reads

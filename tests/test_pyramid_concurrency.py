@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from array_source import ArraySource
-from test_pyramid import LARGE_CACHE_BYTES, reference_downsample, sample_data, whole_level
+from block_reference import block_reduce
+from test_pyramid import LARGE_CACHE_BYTES, sample_data, whole_level
 
 from zarrfs.core.levels import ChunkReadError, PixelLevel, StoredLevel, new_cache, run_concurrently
 from zarrfs.core.options import ServeOptions
@@ -47,7 +48,7 @@ def test_coarse_chunk_reads_the_stored_level_from_several_threads() -> None:
     assert len(source.threads) > 1
     expected = source.data
     for level in levels[1:]:
-        expected = reference_downsample(expected, level.factors, "mean")  # type: ignore[attr-defined]
+        expected = block_reduce(expected, level.factors, "mean")  # type: ignore[attr-defined]
     np.testing.assert_array_equal(pixels[: expected.shape[0], : expected.shape[1]], expected)
 
 
@@ -61,7 +62,7 @@ def test_many_concurrent_readers_of_every_level_finish_with_exact_pixels(cache_b
             future.result(timeout=60)
     expected = source.data
     for level in levels[1:]:
-        expected = reference_downsample(expected, level.factors, "mean")  # type: ignore[attr-defined]
+        expected = block_reduce(expected, level.factors, "mean")  # type: ignore[attr-defined]
         np.testing.assert_array_equal(whole_level(level), expected)
 
 

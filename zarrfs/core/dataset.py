@@ -134,7 +134,10 @@ def _build_layout(
 
 def _documents(layout: Layout, source: ImageSource, name: str, method: str | None) -> dict[str, bytes]:
     fmt = layout.format
-    levels = [(array.level.name, array.level.downsampling) for array in layout.arrays]
+    levels = [
+        (array.level.name, array.level.downsampling, array.level.first_pixel_centre)
+        for array in layout.arrays
+    ]
     documents = fmt.group_documents(source.info, levels, name, method)
     for array, files in zip(layout.arrays, layout.files, strict=True):
         shards = files if isinstance(files, ShardedArray) else None

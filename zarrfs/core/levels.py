@@ -41,10 +41,12 @@ class PixelLevel(ABC):
     """One resolution level: shape, little-endian dtype and the served chunk grid, with cached chunk pixels.
 
     Subclasses say where pixels come from (``read_region``); ``downsampling`` records how the level was made
-    from level 0 (per-axis factor), which the NGFF metadata turns into scale and translation.
+    from level 0 (per-axis factor) and ``first_pixel_centre`` where the centre of its first pixel lies (per
+    axis, in level-0 pixels), which the NGFF metadata turns into scale and translation.
     """
 
     downsampling: tuple[float, ...]
+    first_pixel_centre: tuple[float, ...]
 
     def __init__(
         self,
@@ -217,6 +219,8 @@ class StoredLevel(PixelLevel):
         self.level = level
         full = source.info.levels[0].shape
         self.downsampling = tuple(a / b for a, b in zip(full, shape, strict=True))
+        # How a file's pyramid was made is not recorded; its writers average blocks, centred on them.
+        self.first_pixel_centre = tuple((factor - 1) / 2 for factor in self.downsampling)
 
     def read_region(self, region: tuple[slice, ...]) -> np.ndarray:
         return self.source.read_region(self.level, region)

@@ -9,8 +9,10 @@ import numpy as np
 
 from zarrfs.sources import SourceInfo
 
-# The served levels as (path, downsampling factors per axis), from high to low resolution.
-Levels = list[tuple[str, tuple[float, ...]]]
+# A level's path, downsampling factors from level 0 and centre of its first pixel in level-0 pixels, from
+# high to low resolution.
+LevelPlacement = tuple[str, tuple[float, ...], tuple[float, ...]]
+Levels = list[LevelPlacement]
 
 AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
@@ -35,15 +37,17 @@ def axes_metadata(info: SourceInfo) -> list[dict[str, str]]:
     return axes
 
 
-def level_transformations(info: SourceInfo, downsampling: tuple[float, ...]) -> list[dict[str, Any]]:
-    """Scale (pixel size of the level) and, where pixels cover blocks of level 0, the translation of their
-    centres: a pixel made from f pixels of level 0 is centred (f - 1) / 2 of them from the block's edge."""
+def level_transformations(
+    info: SourceInfo, downsampling: tuple[float, ...], first_pixel_centre: tuple[float, ...]
+) -> list[dict[str, Any]]:
+    """Scale (the pixel size of the level) and, where the level's first pixel is not centred on level 0's,
+    the translation of its centre (both in physical units)."""
     scale, translation = [], []
-    for name, factor in zip(info.axes, downsampling, strict=True):
+    for name, factor, centre in zip(info.axes, downsampling, first_pixel_centre, strict=True):
         size = info.physical_sizes.get(name)
         base = size.value if size is not None and name != "c" else 1.0
         scale.append(float(base * factor))
-        translation.append(float(base * (factor - 1) / 2))
+        translation.append(float(base * centre))
     transformations: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
     if any(translation):
         transformations.append({"type": "translation", "translation": translation})
@@ -51,13 +55,14 @@ def level_transformations(info: SourceInfo, downsampling: tuple[float, ...]) -> 
 
 
 def multiscales_metadata(info: SourceInfo, levels: Levels, name: str, method: str | None) -> dict[str, Any]:
-    """One multiscales entry: ``levels`` are (path, downsampling factors) from high to low resolution."""
+    """One multiscales entry: ``levels`` are (path, downsampling factors, first pixel centre) from high to low
+    resolution (see ``PixelLevel``)."""
     multiscale: dict[str, Any] = {
         "name": name,
         "axes": axes_metadata(info),
         "datasets": [
-            {"path": path, "coordinateTransformations": level_transformations(info, factors)}
-            for path, factors in levels
+            {"path": path, "coordinateTransformations": level_transformations(info, factors, centre)}
+            for path, factors, centre in levels
         ],
     }
     if method is not None:

@@ -53,6 +53,14 @@ class ComputedLevel(PixelLevel):
         self.downsampling = tuple(
             scale * factor for scale, factor in zip(parent.downsampling, factors, strict=True)
         )
+        # "nearest" takes the first pixel of each block, so its pixels keep their parent's centres; "mean" and
+        # "mode" summarise the whole block, so their pixels sit at the block's centre.
+        self.first_pixel_centre = tuple(
+            centre + (0.0 if method == "nearest" else scale * (factor - 1) / 2)
+            for centre, scale, factor in zip(
+                parent.first_pixel_centre, parent.downsampling, factors, strict=True
+            )
+        )
 
     def read_region(self, region: tuple[slice, ...]) -> np.ndarray:
         """Reduces the parent region piece by piece, concurrently: each piece is one parent chunk (or the
@@ -132,7 +140,7 @@ def downsample(pixels: np.ndarray, factors: tuple[int, ...], method: str) -> np.
 
 def _reduce_equal_blocks(pixels: np.ndarray, block: tuple[int, ...], method: str) -> np.ndarray:
     """Reduce ``pixels``, whose shape is a whole multiple of ``block``, block by block."""
-    if method == "mean" and pixels.dtype.kind in "iu" and pixels.dtype.itemsize <= 4:
+    if method == "mean" and pixels.dtype.kind in "iu":
         return _integer_mean(pixels, block)
     # One strided view per position inside a block: element i of every view belongs to block i, so the
     # reductions below are element-wise operations over a handful of arrays (at most 8 for 2x2x2 blocks).
@@ -148,63 +156,117 @@ def _reduce_equal_blocks(pixels: np.ndarray, block: tuple[int, ...], method: str
 
 
 def _mean(values: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
-    """The mean of booleans, floats and 64-bit integers (smaller integers: ``_integer_mean``)."""
+    """The mean of booleans and floats (integers: ``_integer_mean``)."""
     if dtype.kind == "b":
         # The mean of 0/1 values is at least 0.5 exactly when at least half of them are set.
         count = values[0].astype(np.uint32)
         for more in values[1:]:
             count += more
         return 2 * count >= len(values)
-    # Floats, and 64-bit integers whose sums could overflow any integer type: in float64 (or complex128).
     total = values[0].astype(np.complex128 if dtype.kind == "c" else np.float64)
     for more in values[1:]:
         total += more
     total /= len(values)
-    if dtype.kind in "iu":
-        return np.rint(total).astype(dtype)
     return total.astype(dtype)
 
 
 def _integer_mean(pixels: np.ndarray, block: tuple[int, ...]) -> np.ndarray:
-    """The mean of every ``block`` of integer ``pixels`` (up to 32 bits) rounded half to even, as np.rint of
-    the float64 mean gives it, but summed in integers, one axis at a time."""
-    dtype = pixels.dtype
+    """The exact mean of every ``block`` of integer ``pixels``, of any width, rounded half to even (as np.rint
+    of the exact mean would round it), computed in integers only."""
     count = math.prod(block)
     if count == 1:
         return pixels
+    if pixels.dtype.itemsize <= 4:
+        return _narrow_integer_mean(pixels, block, count)
+    return _wide_integer_mean(pixels, block, count)
+
+
+def _narrow_integer_mean(pixels: np.ndarray, block: tuple[int, ...], count: int) -> np.ndarray:
+    """``_integer_mean`` of integers up to 32 bits: their block sums fit a wider integer type."""
+    dtype = pixels.dtype
     info = np.iinfo(dtype)
     # 32-bit sums hold any handful of 8- or 16-bit values (with room for the rounding bias added below).
     narrow = np.dtype(np.uint32 if dtype.kind == "u" else np.int32)
     largest = max(abs(info.min), info.max) + 1
     wide = narrow if dtype.itemsize <= 2 and count * largest <= np.iinfo(narrow).max else np.dtype(np.int64)
-    # Outer axes first: the halves of a plane or a row are long contiguous runs that add at memory speed,
-    # and each step leaves less data for the strided x step at the end (for 2x2x2, 8 strided views of every
-    # pixel were three times slower).
+    total = _block_sums(pixels, block, wide)
+    if count & (count - 1) == 0:
+        # A power of two (2x2 and 2x2x2 blocks): no division; total >> shift is the mean rounded down.
+        shift = count.bit_length() - 1
+        odd = total >> shift
+        odd &= 1
+        return _shift_half_to_even(total, shift, odd).astype(dtype)
+    quotient, remainder = np.divmod(total, count)
+    return _round_half_to_even(quotient, remainder, count).astype(dtype)
+
+
+def _wide_integer_mean(pixels: np.ndarray, block: tuple[int, ...], count: int) -> np.ndarray:
+    """``_integer_mean`` of 64-bit integers, whose sums no integer type holds (and float64 keeps 53 bits).
+
+    Every value is split into count * q + r with 0 <= r < count, so a block sums to count * Q + R, Q the sum
+    of its q and R the (small) sum of its r, and its mean is Q + R / count. Q may wrap around the 64-bit
+    range on the way, but the mean of values in range is in range, so arithmetic modulo 2^64 ends exact.
+    """
+    if count & (count - 1) == 0:
+        # A power of two (2x2 and 2x2x2 blocks): q is a shift, and r the low bits of the value, which survive
+        # a cast to a small type; no 64-bit division (several times slower) anywhere.
+        shift = count.bit_length() - 1
+        small = np.min_scalar_type(count * count)  # holds R and the rounding bias
+        quotient = _block_sums(pixels >> shift, block, pixels.dtype)
+        remainders = pixels.astype(small)
+        remainders &= count - 1
+        rest = _block_sums(remainders, block, small)
+        # The mean rounded down is Q + (R >> shift); its parity decides the halfway cases.
+        odd = quotient.astype(small)
+        odd ^= rest >> shift
+        odd &= 1
+        quotient += _shift_half_to_even(rest, shift, odd)
+        return quotient
+    quotients, remainders = np.divmod(pixels, count)
+    small = np.min_scalar_type(count * (count - 1))  # holds R
+    quotient = _block_sums(quotients, block, pixels.dtype)
+    carry, remainder = np.divmod(_block_sums(remainders.astype(small), block, small), count)
+    quotient += carry
+    return _round_half_to_even(quotient, remainder, count)
+
+
+def _block_sums(pixels: np.ndarray, block: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The sum of every ``block`` of ``pixels`` (not all ones), added in ``dtype``.
+
+    Outer axes first: the halves of a plane or a row are long contiguous runs that add at memory speed, and
+    each step leaves less data for the strided x step at the end (for 2x2x2, 8 strided views of every pixel
+    were three times slower).
+    """
     total = pixels
     for axis, factor in enumerate(block):
         if factor == 1:
             continue
         parts = [total[(slice(None),) * axis + (slice(offset, None, factor),)] for offset in range(factor)]
-        summed = np.add(parts[0], parts[1], dtype=wide)
+        summed = np.add(parts[0], parts[1], dtype=dtype)
         for more in parts[2:]:
             summed += more
         total = summed
-    # Rounding half to even: the floor quotient q goes up when the remainder r is above half the count,
-    # or exactly half with q odd.
-    if count & (count - 1) == 0:
-        # A power of two (2x2 and 2x2x2 blocks): q = total >> shift; adding count/2 - 1, plus 1 when q is
-        # odd, carries into q exactly when it must round up.
-        shift = count.bit_length() - 1
-        odd = total >> shift
-        odd &= 1
-        total += count // 2 - 1
-        total += odd
-        total >>= shift
-        return total.astype(dtype)
-    quotient, remainder = np.divmod(total, count)
-    twice = 2 * remainder
-    quotient += (twice > count) | ((twice == count) & (quotient & 1 == 1))
-    return quotient.astype(dtype)
+    return total
+
+
+def _shift_half_to_even(total: np.ndarray, shift: int, odd: np.ndarray) -> np.ndarray:
+    """total / 2^shift rounded half to even, in place, where ``odd`` is 1 where total >> shift is odd: adding
+    2^shift / 2 - 1, plus 1 where odd, carries into the quotient exactly where it must round up."""
+    total += (1 << shift) // 2 - 1
+    total += odd
+    total >>= shift
+    return total
+
+
+def _round_half_to_even(quotient: np.ndarray, remainder: np.ndarray, count: int) -> np.ndarray:
+    """quotient + remainder / count rounded half to even, in place: up when the remainder is above half the
+    count, or exactly half with the quotient odd (compared against count // 2, so nothing can overflow)."""
+    half = count // 2
+    up = remainder > half
+    if count % 2 == 0:
+        up |= (remainder == half) & (quotient & 1 == 1)
+    quotient += up
+    return quotient
 
 
 def _mode(values: list[np.ndarray]) -> np.ndarray:
