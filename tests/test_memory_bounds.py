@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tifffile
 from array_source import ArraySource
-from mounting import mounted, zarrfs
+from mounting import force_unmount, mounted, zarrfs
 from test_cli_errors import assert_clean_failure
 from test_reliability import daemon_pid, proc_status
 
@@ -182,11 +182,15 @@ def test_reading_many_tiny_chunks_keeps_the_daemon_within_the_cache(noise_tiff: 
 def test_chunks_the_cache_cannot_keep_are_refused_at_start(tmp_path: Path) -> None:
     path = tmp_path / "big.tif"
     tifffile.imwrite(path, np.zeros((2048, 2048), np.uint16), tile=(256, 256))
-    (tmp_path / "mnt").mkdir()
-    result = zarrfs("mount", path, tmp_path / "mnt", "--chunks", "2048,2048", "--cache-size", "8MiB")
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    try:
+        result = zarrfs("mount", path, mountpoint, "--chunks", "2048,2048", "--cache-size", "8MiB")
+    finally:
+        force_unmount(mountpoint)
     assert_clean_failure(result, "chunks of 8.0 MiB", "--cache-size 8.0 MiB leaves 6.0 MiB", "at least 22MiB")
     assert "smaller --chunks" in result.stderr
-    with mounted(path, tmp_path / "mnt", "--chunks", "2048,2048", "--cache-size", "22MiB", "--ngff", "0.4"):
+    with mounted(path, mountpoint, "--chunks", "2048,2048", "--cache-size", "22MiB", "--ngff", "0.4"):
         pass
 
 
