@@ -122,7 +122,7 @@ def resolve_chunks(
         raise ZarrfsError(f"--chunks {text} makes chunks larger than 2 GiB")
     if chunk_bytes < MIN_CHUNK_BYTES and clamped != level.shape:
         raise ZarrfsError(
-            f"--chunks {text} makes chunks of {chunk_bytes} bytes: the cache would hold more bookkeeping "
+            f"--chunks {text} makes {chunk_bytes}-byte chunks: the cache would hold more bookkeeping "
             f"(about {ENTRY_OVERHEAD_BYTES} bytes per chunk) than pixels; choose chunks of at least "
             f"{MIN_CHUNK_BYTES} bytes"
         )
