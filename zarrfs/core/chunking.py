@@ -40,8 +40,9 @@ def _size_option(size: int) -> str:
 
 
 def cache_room(chunk_bytes: int) -> int:
-    """The chunk cache a chunk needs while it is read: room for its pixels and its encoded file at once.
-    A chunk the cache cannot keep is made again for every read request (FUSE reads 1 MiB at a time)."""
+    """The chunk cache a chunk needs while it is read: room for its pixels and its encoded file at once (for
+    raw output, for two chunks read side by side). A chunk the cache cannot keep is made again for every read
+    request (FUSE reads 1 MiB at a time)."""
     return 2 * (chunk_bytes + ENTRY_OVERHEAD_BYTES)
 
 
