@@ -22,7 +22,7 @@ from zarrfs.sources import Channel, Level, PhysicalSize
 
 
 def test_cache_evicts_least_recently_used_within_byte_bound() -> None:
-    cache = ByteLRUCache(capacity_bytes=250)
+    cache = ByteLRUCache(capacity_bytes=250, entry_overhead=0)
     for key in "abc":
         cache.get_or_compute(key, lambda: b"x" * 100)
     stats = cache.stats()
@@ -35,13 +35,15 @@ def test_cache_evicts_least_recently_used_within_byte_bound() -> None:
 
 
 def test_cache_does_not_keep_values_larger_than_capacity() -> None:
-    cache = ByteLRUCache(capacity_bytes=10)
+    cache = ByteLRUCache(capacity_bytes=10, entry_overhead=0)
     assert cache.get_or_compute("big", lambda: b"z" * 11) == b"z" * 11
     assert cache.stats().size_bytes == 0
 
 
 def test_cache_can_keep_one_oversized_value_alone() -> None:
-    cache: ByteLRUCache[np.ndarray] = ByteLRUCache(100, sizeof=lambda a: a.nbytes, keep_oversized=True)
+    cache: ByteLRUCache[np.ndarray] = ByteLRUCache(
+        100, sizeof=lambda a: a.nbytes, keep_oversized=True, entry_overhead=0
+    )
     cache.get_or_compute("small", lambda: np.zeros(50, np.uint8))
     cache.get_or_compute("huge", lambda: np.zeros(500, np.uint8))
     stats = cache.stats()
@@ -78,7 +80,7 @@ def test_cache_does_not_keep_failures() -> None:
 
 
 def test_cache_peek_neither_computes_nor_waits() -> None:
-    cache = ByteLRUCache(capacity_bytes=1000)
+    cache = ByteLRUCache(capacity_bytes=1000, entry_overhead=0)
     assert cache.peek("k") is None
     started, release = threading.Event(), threading.Event()
 

@@ -14,13 +14,17 @@ from test_pyramid import sample_data, whole_level
 from zarrfs.core import ServeOptions, build_dataset
 from zarrfs.core.dataset import COARSE_CACHE_SHARE, Dataset, block_cache_bytes
 from zarrfs.core.pyramid import ComputedLevel
+from zarrfs.lru import ENTRY_OVERHEAD_BYTES
 
 CHUNK = 64
 
 
-def level_bytes(dataset: Dataset, name: str) -> int:
+def level_bytes(dataset: Dataset, name: str, entries_per_chunk: int = 1) -> int:
+    """A level's chunks in the cache: ``entries_per_chunk`` entries, of which the pixels and, for compressed
+    output, the encoded chunk (not larger) hold the chunk's bytes."""
     level = next(level for level in dataset.levels if level.name == name)
-    return math.prod(level.grid) * math.prod(level.chunks) * level.dtype.itemsize
+    chunk_bytes = math.prod(level.chunks) * level.dtype.itemsize * min(entries_per_chunk, 2)
+    return math.prod(level.grid) * (chunk_bytes + entries_per_chunk * ENTRY_OVERHEAD_BYTES)
 
 
 def dataset_of(data: np.ndarray, cache_bytes: int, compressor: str = "none") -> tuple[ArraySource, Dataset]:
@@ -44,11 +48,15 @@ def test_coarse_levels_get_exactly_their_room_out_of_the_chunk_share() -> None:
 def test_compressed_output_leaves_room_for_the_encoded_chunks() -> None:
     _, raw = dataset_of(np.zeros((1024, 1024), np.uint16), 8 * 2**20)
     _, compressed = dataset_of(np.zeros((1024, 1024), np.uint16), 8 * 2**20, compressor="zstd")
-    assert compressed.coarse_cache.capacity_bytes == 2 * raw.coarse_cache.capacity_bytes
+    coarse = ["2", "3", "4"]
+    assert [level.name for level in compressed.levels if level.cache is compressed.coarse_cache] == coarse
+    # Pixels, encoded chunk and its remembered size.
+    expected = sum(level_bytes(compressed, name, entries_per_chunk=3) for name in coarse)
+    assert compressed.coarse_cache.capacity_bytes == expected > raw.coarse_cache.capacity_bytes
 
 
 @pytest.mark.parametrize(
-    ("cache_kib", "coarse"), [(8, []), (64, ["4"]), (256, ["3", "4"]), (512, ["2", "3", "4"])]
+    ("cache_kib", "coarse"), [(32, []), (64, ["4"]), (256, ["3", "4"]), (512, ["2", "3", "4"])]
 )
 def test_only_the_coarsest_levels_that_fit_are_set_apart(cache_kib: int, coarse: list[str]) -> None:
     # Levels 2, 3, 4 take 128, 32 and 8 KiB; the coarse share is 3/4 of 3/4 of the cache.

@@ -30,9 +30,6 @@ class VirtualArray:
         self.native = native
         self.grid = level.grid
         self.raw_chunk_nbytes = math.prod(level.chunks) * level.dtype.itemsize
-        # Exact sizes of encoded chunks, remembered after the first encode (a few bytes per chunk) so that a
-        # size asked again after eviction needs no new encode.
-        self._encoded_sizes: dict[ChunkIndex, int] = {}
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -54,12 +51,22 @@ class VirtualArray:
         ``blocking``, raises WouldBlock instead of encoding."""
         if self.native is None and self.encoding.is_raw:
             return self.raw_chunk_nbytes
-        size = self._encoded_sizes.get(index)
+        size = self.level.cache.peek(self._size_key(index))
         if size is None:
             if not blocking:
                 raise WouldBlock
             size = len(self.chunk_bytes(index))
+        assert isinstance(size, int)
         return size
+
+    def _size_key(self, index: ChunkIndex) -> tuple[object, ...]:
+        return ("size", self.encoding.key, self.native is not None, self.level.name, index)
+
+    def _remember_size(self, index: ChunkIndex, size: int) -> None:
+        """Keep the exact size of an encoded chunk, so that a size asked again after the chunk's eviction
+        needs no new encode. Kept in the level's cache, which counts its entry: one per chunk ever encoded
+        would otherwise grow without bound on a large image of small chunks."""
+        self.level.cache.get_or_compute(self._size_key(index), lambda: size)
 
     def read(self, index: ChunkIndex, offset: int, size: int, blocking: bool = True) -> FileBytes:
         """Bytes ``offset`` to ``offset + size`` of the chunk's file, as a view of the cached chunk: the only
@@ -73,7 +80,7 @@ class VirtualArray:
                 raise WouldBlock  # stored bytes are read from the source file every time
             stored = self._read_stored(index)
             if stored is not None:
-                self._encoded_sizes[index] = len(stored)
+                self._remember_size(index, len(stored))
                 return memoryview(stored)  # the page cache keeps it; no need to hold it twice
         if self.encoding.is_raw:
             # Raw chunks are the cached pixels themselves.
@@ -105,5 +112,5 @@ class VirtualArray:
 
     def _encode(self, index: ChunkIndex) -> bytes:
         encoded = self.encoding.encode(self.level.chunk_pixels(index))
-        self._encoded_sizes[index] = len(encoded)
+        self._remember_size(index, len(encoded))
         return encoded

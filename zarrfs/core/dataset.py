@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zarrfs.core.array import VirtualArray
-from zarrfs.core.chunking import resolve_chunks
+from zarrfs.core.chunking import cache_room, check_cache_room, default_chunk_limit, resolve_chunks
 from zarrfs.core.codecs import Compressor, make_compressor
 from zarrfs.core.formats import FORMATS, NgffFormat, json_bytes
 from zarrfs.core.levels import PixelLevel, StoredLevel, new_cache
@@ -22,7 +22,7 @@ from zarrfs.core.pyramid import ComputedLevel, computed_levels
 from zarrfs.core.sharding import ShardedArray
 from zarrfs.core.staleness import SourceWatch
 from zarrfs.core.tree import ChunkFiles, VirtualTree
-from zarrfs.lru import ByteLRUCache
+from zarrfs.lru import ENTRY_OVERHEAD_BYTES, ByteLRUCache
 from zarrfs.sources import ImageSource, open_source
 
 
@@ -30,6 +30,11 @@ def block_cache_bytes(cache_bytes: int) -> int:
     """The share of the cache budget a source may use for decoded blocks larger than a chunk (such as one
     huge strip); the rest holds served chunks. Together they stay within ``--cache-size``."""
     return cache_bytes // 4
+
+
+def chunk_cache_bytes(cache_bytes: int) -> int:
+    """The rest of the cache budget: served chunks, of the coarse computed levels and of all others."""
+    return cache_bytes - block_cache_bytes(cache_bytes)
 
 
 # Coarse computed levels (together at most 1/12 of level 0) may take up to this share of the chunk cache.
@@ -53,9 +58,11 @@ def coarse_levels(
     for level in reversed(levels):
         if not isinstance(level, ComputedLevel) or 16 * math.prod(level.shape) > full:
             break
-        level_bytes = math.prod(level.grid) * math.prod(level.chunks) * level.dtype.itemsize
+        chunk_bytes = math.prod(level.chunks) * level.dtype.itemsize
         if compressed:
-            level_bytes *= 2  # the encoded chunks are cached beside the pixels, and are not larger
+            # The encoded chunk (not larger) and its remembered size are cached beside the pixels.
+            chunk_bytes = 2 * chunk_bytes + 2 * ENTRY_OVERHEAD_BYTES
+        level_bytes = math.prod(level.grid) * (chunk_bytes + ENTRY_OVERHEAD_BYTES)
         if needed + level_bytes > budget_bytes:
             break
         chosen.append(level)
@@ -149,22 +156,27 @@ def _documents(layout: Layout, source: ImageSource, name: str, method: str | Non
 def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
     info = source.info
     compressor = make_compressor(options.compressor, options.clevel)
-    chunk_cache_bytes = options.cache_bytes - block_cache_bytes(options.cache_bytes)
+    chunk_share = chunk_cache_bytes(options.cache_bytes)
     # The levels are built on the whole chunk share; once their sizes are known, the coarse ones get a cache
     # of their own out of it.
-    cache = new_cache(chunk_cache_bytes)
+    cache = new_cache(chunk_share)
     name = os.path.basename(source.path)
     levels: list[PixelLevel] = []
     for index, stored in enumerate(info.levels):
-        chunks = resolve_chunks(info.axes, stored, info.dtype.itemsize, options.chunks)
+        chunks = resolve_chunks(
+            info.axes, stored, info.dtype.itemsize, options.chunks, default_chunk_limit(chunk_share)
+        )
         levels.append(StoredLevel(source, index, chunks, cache))
+    # Computed levels have their parent's chunks or smaller ones.
+    largest_chunk = max(math.prod(level.chunks) for level in levels) * info.dtype.itemsize
+    check_cache_room(largest_chunk, options.cache_bytes, chunk_cache_bytes, options.chunks is not None)
     added = computed_levels(levels, info, options)
     method = options.downsample if added else None
     levels += added
-    coarse, coarse_bytes = coarse_levels(
-        levels, int(chunk_cache_bytes * COARSE_CACHE_SHARE), options.compressor != "none"
-    )
-    cache = new_cache(chunk_cache_bytes - coarse_bytes)  # together the caches stay within --cache-size
+    # The coarse levels' cache leaves the others room for their largest chunk.
+    coarse_budget = min(int(chunk_share * COARSE_CACHE_SHARE), chunk_share - cache_room(largest_chunk))
+    coarse, coarse_bytes = coarse_levels(levels, coarse_budget, options.compressor != "none")
+    cache = new_cache(chunk_share - coarse_bytes)  # together the caches stay within --cache-size
     coarse_cache = new_cache(coarse_bytes)
     for level in levels:
         level.cache = coarse_cache if level in coarse else cache

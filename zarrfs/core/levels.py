@@ -20,7 +20,7 @@ from zarrfs.sources import ImageSource
 log = logging.getLogger(__name__)
 
 ChunkIndex = tuple[int, ...]
-CachedValue = bytes | np.ndarray
+CachedValue = bytes | np.ndarray | int  # chunk pixels, encoded chunks, exact sizes of encoded chunks
 T = TypeVar("T")
 
 
@@ -29,6 +29,8 @@ class ChunkReadError(OSError):
 
 
 def cached_nbytes(value: CachedValue) -> int:
+    if isinstance(value, int):
+        return 0  # a remembered size: the cache counts its entry's overhead
     return value.nbytes if isinstance(value, np.ndarray) else len(value)
 
 

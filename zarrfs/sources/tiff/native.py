@@ -19,7 +19,7 @@ import tifffile
 from zarrfs.sources.base import NativeBlocks
 from zarrfs.sources.tiff.layout import SegmentGrid, plane_targets
 from zarrfs.sources.tiff.pixelfile import PixelFile
-from zarrfs.sources.tiff.readers import LevelReader, Page, PagedLevel
+from zarrfs.sources.tiff.readers import LevelReader, Page, PagedLevel, stored_segment
 
 # TIFF compression -> the numcodecs id that decodes its tiles unchanged ("none": raw). Deflate tiles are zlib
 # streams (header and checksum included); zstd tiles are zstd frames.
@@ -36,6 +36,7 @@ class NativeLevel:
     grid: SegmentGrid
     files: dict[int, PixelFile]  # by id() of the TiffFile a page belongs to
     raw_tile_bytes: int | None  # uncompressed tiles: the exact size read for each
+    max_stored_bytes: int  # a larger byte count is corrupt (see stored_segment)
 
     def read(self, index: Sequence[int]) -> bytes | None:
         """The stored bytes of block ``index``, or None for a tile the file never wrote."""
@@ -51,11 +52,11 @@ class NativeLevel:
                 plane = plane * blocks + block
         page, separate = self.planes[plane]
         segment = self.grid.segment_index(separate, 0, index[-2], index[-1])
-        offset, bytecount = int(page.dataoffsets[segment]), int(page.databytecounts[segment])
-        if offset == 0 or bytecount == 0:
+        stored = stored_segment(page, segment, self.files, self.max_stored_bytes)
+        if stored is None:
             return None
-        length = bytecount if self.raw_tile_bytes is None else self.raw_tile_bytes
-        return self.files[id(page.parent)].read(length, offset)
+        file, offset, bytecount = stored
+        return file.read(bytecount if self.raw_tile_bytes is None else self.raw_tile_bytes, offset)
 
 
 def native_level(reader: LevelReader) -> NativeLevel | None:
@@ -90,6 +91,7 @@ def native_level(reader: LevelReader) -> NativeLevel | None:
         grid=grid,
         files=reader.files,
         raw_tile_bytes=raw_tile_bytes,
+        max_stored_bytes=reader.max_stored_bytes,
     )
 
 

@@ -19,6 +19,9 @@ class PixelFile:
     def __init__(self, path: str) -> None:
         self.path = path
         self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # The size as opened, to check byte counts against before reading (a source changed since is
+        # refused by the source check, not served).
+        self.size = os.fstat(self.fd).st_size
 
     def read(self, length: int, offset: int) -> bytes:
         data = os.pread(self.fd, length, offset)

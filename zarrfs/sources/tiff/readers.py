@@ -13,7 +13,8 @@ import tifffile
 from zarrfs.errors import SourceError
 from zarrfs.lru import ByteLRUCache
 from zarrfs.sources.tiff.checks import one_line
-from zarrfs.sources.tiff.layout import LevelPlan, blocks_touched, plane_targets, storage_unit
+from zarrfs.sources.tiff.geometry import segment_kind
+from zarrfs.sources.tiff.layout import LevelPlan, SegmentGrid, blocks_touched, plane_targets, storage_unit
 from zarrfs.sources.tiff.pixelfile import PixelFile
 
 Page = tifffile.TiffPage | tifffile.TiffFrame
@@ -22,6 +23,11 @@ Page = tifffile.TiffPage | tifffile.TiffFrame
 PlaneItems = list[tuple[int, int, int]]
 # Outer-axis bounds whose page groups are remembered: chunks side by side share them (a few KiB each).
 REMEMBERED_OUTER_REGIONS = 1024
+# A stored tile or strip may exceed its decoded size: codecs expand data they cannot compress (LZW by up to
+# half, PackBits by 1/128, deflate and zstd by a few bytes) and JPEG-like formats carry headers bigger than a
+# tiny tile. A byte count beyond this much is corrupt, and is refused before anything is allocated for it.
+STORED_GROWTH = 4
+STORED_SLACK_BYTES = 2**20
 
 
 def segment_cache(capacity_bytes: int) -> ByteLRUCache[np.ndarray]:
@@ -143,6 +149,33 @@ def _written_segment(page: Page, index: int) -> tuple[int, int] | None:
     return None if offset == 0 or bytecount == 0 else (offset, bytecount)
 
 
+def max_stored_bytes(grid: SegmentGrid, itemsize: int) -> int:
+    """The most bytes a tile or strip of ``grid`` can take in the file (see STORED_GROWTH)."""
+    decoded = grid.segment_depth * grid.segment_length * grid.segment_width * grid.contig * itemsize
+    return STORED_GROWTH * decoded + STORED_SLACK_BYTES
+
+
+def stored_segment(
+    page: Page, index: int, files: dict[int, PixelFile], max_bytes: int
+) -> tuple[PixelFile, int, int] | None:
+    """(file, offset, byte count) of one tile or strip to read whole, or None where a sparse file never
+    wrote it. Only the first and last pages are checked at open (a stack may have 100,000 pages), so the byte
+    count is checked here, before anything is allocated for it: it may be any 64-bit number."""
+    written = _written_segment(page, index)
+    if written is None:
+        return None
+    offset, bytecount = int(written[0]), int(written[1])
+    file = files[id(page.parent)]
+    kind = segment_kind(page)
+    if bytecount > max_bytes:
+        problem = f"more than such a {kind} can take ({max_bytes} bytes)"
+    elif offset + bytecount > file.size:
+        problem = f"from byte {offset} on, past the end of the file ({file.size} bytes)"
+    else:
+        return file, offset, bytecount
+    raise SourceError(f"{kind} {index} of page {page.index} claims {bytecount} bytes, {problem}: {file.path}")
+
+
 class PagedLevel(LevelReader):
     """Pages with their own tiles or strips: read and decode only the segments a region touches."""
 
@@ -166,6 +199,7 @@ class PagedLevel(LevelReader):
         # Every page of a series shares the keyframe's storage properties, hence its decode function.
         self.decode = keyframe.decode
         self.jpegheader = keyframe.jpegheader
+        self.max_stored_bytes = max_stored_bytes(plan.grid, file_dtype.itemsize)
 
     @property
     def reads_rows(self) -> bool:
@@ -243,11 +277,10 @@ class PagedLevel(LevelReader):
     def _segment(self, page: Page, index: int, shared: bool) -> np.ndarray | None:
         """The decoded segment, or None where a sparse file never wrote it. A ``shared`` segment, which other
         regions need too, goes through the cache: decoded once, kept read-only."""
-        written = _written_segment(page, index)
-        if written is None:
+        stored = stored_segment(page, index, self.files, self.max_stored_bytes)
+        if stored is None:
             return None
-        offset, bytecount = written
-        file = self.files[id(page.parent)]
+        file, offset, bytecount = stored
         if not shared:
             return self._decode_segment(file, page, index, offset, bytecount)
 
