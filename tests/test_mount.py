@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from mounting import force_unmount, is_mounted, mounted, require_fuse, zarrfs
+from mounting import force_unmount, is_mounted, mounted, require_fuse, require_root, require_tools, zarrfs
 from tiff_cases import CASES, Case
 
 
@@ -265,10 +265,11 @@ def test_info_describes_the_hierarchy_without_mounting(case_dir: Path) -> None:
     assert "NGFF 0.4 on Zarr v2" in result.stdout and "NGFF 0.5 on Zarr v3" in result.stdout
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to read the mount as another user")
 def test_fuse_options_are_passed_on_and_other_users_are_kept_out_by_default(
     case_dir: Path, shared_dir: Path
 ) -> None:
+    require_root("to read the mount as another user")
+    require_tools("setpriv")
     case = _pick_case("tiled_zlib", case_dir)
 
     def read_as_nobody(path: Path) -> subprocess.CompletedProcess[str]:
@@ -354,6 +355,22 @@ def _daemon_pid(mountpoint: Path) -> int:
     raise AssertionError(f"no daemon found for {mountpoint}")
 
 
+def _wait_until_waiting_on_fuse(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Wait until ``process`` sleeps in the kernel waiting for a FUSE answer (its wchan says so), however long
+    it takes to start and get there, and fail if it ends first or never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, "the reader ended instead of waiting for the hung daemon"
+        try:
+            waiting_in = Path(f"/proc/{process.pid}/wchan").read_text()
+        except OSError:
+            waiting_in = ""
+        if waiting_in == "request_wait_answer":
+            return
+        assert time.monotonic() < deadline, f"the reader never waited on the daemon (wchan {waiting_in!r})"
+        time.sleep(0.02)
+
+
 def test_unmount_returns_while_the_daemon_hangs_with_a_reader_stuck_inside(
     case_dir: Path, tmp_path: Path
 ) -> None:
@@ -368,8 +385,7 @@ def test_unmount_returns_while_the_daemon_hangs_with_a_reader_stuck_inside(
         reader = subprocess.Popen(
             [sys.executable, "-c", f"open({str(mnt / '0' / '0' / '0')!r}, 'rb').read()"]
         )
-        time.sleep(0.5)
-        assert reader.poll() is None  # stuck inside the mount
+        _wait_until_waiting_on_fuse(reader)  # stuck inside the mount
         started = time.monotonic()
         busy = zarrfs("unmount", mnt, timeout=60)
         assert busy.returncode == 1 and "is busy" in busy.stderr and "zarrfs unmount --lazy" in busy.stderr
