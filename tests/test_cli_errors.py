@@ -46,7 +46,7 @@ def _empty_mountpoint(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("bad", "fragments"),
     [
-        ("empty", ["empty"]),
+        ("empty", ["source is empty"]),
         ("random_bytes", ["not a supported image format"]),
         ("png_named_tif", ["not a supported image format"]),
         ("truncated", ["truncated"]),
