@@ -59,9 +59,13 @@ def require_root(why: str) -> None:
 
 
 def zarrfs(
-    *args: str | os.PathLike[str], timeout: float = 120, preexec_fn: Callable[[], None] | None = None
+    *args: str | os.PathLike[str],
+    timeout: float = 120,
+    preexec_fn: Callable[[], None] | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real command line as a user would (``preexec_fn`` runs in the child first, e.g. limits)."""
+    """Run the real command line as a user would (``preexec_fn`` runs in the child first, e.g. limits;
+    ``env`` is set on top of this process's environment)."""
     return subprocess.run(
         [sys.executable, "-m", "zarrfs", *map(str, args)],
         capture_output=True,
@@ -69,6 +73,7 @@ def zarrfs(
         timeout=timeout,
         check=False,
         preexec_fn=preexec_fn,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
