@@ -3,8 +3,9 @@
 A row is ``| case | what the user sees | test |``. In "what the user sees", text in backticks is a message the
 user sees (``...`` marks a part that varies; each fixed part is checked), except command lines, options,
 environment variables and exception class names. The test column names tests (``test_x``, ``test_x[...]``,
-``file.py::test_x``); each message must be in a string of one of them: the test function with its decorators,
-or module-level code it refers to (its cases, helpers), followed through the module.
+``file.py::test_x``) or test files (``tests/test_x.py``); each message must be in a string of one of them: the
+test function with its decorators, or module-level code it refers to (its cases, helpers), followed through
+the module.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def rows() -> list[tuple[str, list[str], list[str]]]:
         if not line.startswith("|") or len(cells) != 3 or cells[0] in ("case", "---"):
             continue
         messages = [span for span in re.findall(r"`([^`]+)`", cells[1]) if _is_message(span)]
-        tests = re.findall(r"((?:[\w.]+\.py::)?test_\w+)", cells[2])
+        tests = re.findall(r"((?:[\w./]+\.py::)?test_\w+(?:\.py)?)", cells[2])
         found.append((cells[0], messages, tests))
     return found
 
@@ -66,10 +67,21 @@ def _module(path: Path) -> tuple[ast.Module, dict[str, ast.AST]]:
 
 
 def _test_strings(name: str) -> set[str] | None:
-    """The string constants a test can assert: its own, and those of the module-level code it refers to."""
+    """The string constants a test can assert: its own, and those of the module-level code it refers to (a
+    whole test file: all of its strings)."""
+    if name.endswith(".py"):
+        path = TESTS / Path(name).name
+        if not path.is_file():
+            return None
+        tree, _ = _module(path)
+        return {
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        }
     if "::" in name:
         file_name, name = name.split("::")
-        paths = [TESTS / file_name]
+        paths = [TESTS / Path(file_name).name]
     else:
         paths = sorted(TESTS.glob("test_*.py"))
     for path in paths:
