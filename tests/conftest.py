@@ -20,3 +20,19 @@ def shared_dir() -> Iterator[Path]:
     directory.chmod(0o755)
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many tests were skipped for want of FUSE, root or a system tool: never a silent skip."""
+    from mounting import ENVIRONMENT_SKIP
+
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        if isinstance(report.longrepr, tuple) and ENVIRONMENT_SKIP in report.longrepr[2]:
+            reason = report.longrepr[2].split(ENVIRONMENT_SKIP, 1)[1]
+            reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        total = sum(reasons.values())
+        terminalreporter.section(f"{total} tests that need FUSE, root or system tools were SKIPPED", red=True)
+        for reason, count in sorted(reasons.items()):
+            terminalreporter.write_line(f"{count:5d}  {reason}")

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-FUSE_REQUIRED = os.environ.get("ZARRFS_REQUIRE_FUSE") == "1"
+# Tests that need FUSE, root or system tools run by default: where they cannot, they fail and say why. Only
+# an explicit ZARRFS_REQUIRE_FUSE=0 turns that into skips, which conftest counts at the end of the run. Tests
+# that need root are skipped for other users unless ZARRFS_REQUIRE_FUSE=1 (CI, which runs as root) is set.
+REQUIRE_FUSE = os.environ.get("ZARRFS_REQUIRE_FUSE", "")
+FUSE_REQUIRED = REQUIRE_FUSE != "0"
+ENVIRONMENT_SKIP = "environment: "  # the reason prefix of skips for want of FUSE, root or a tool
 
 
 def fuse_unavailable_reason() -> str | None:
@@ -19,22 +26,46 @@ def fuse_unavailable_reason() -> str | None:
         return "/dev/fuse is missing"
     if os.geteuid() != 0 and not os.access("/dev/fuse", os.R_OK | os.W_OK):
         return "no access to /dev/fuse"
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 is missing (Debian package fuse3)"
     return None
 
 
+def _cannot_run(reason: str, required: bool) -> NoReturn:
+    if required:
+        pytest.fail(f"this test must run here but {reason} (ZARRFS_REQUIRE_FUSE=0 skips such tests instead)")
+    pytest.skip(ENVIRONMENT_SKIP + reason)
+
+
 def require_fuse() -> None:
-    """Skip where FUSE cannot work, except in CI (ZARRFS_REQUIRE_FUSE=1), where that is a failure."""
+    """Fail where FUSE cannot work, or skip (counted) with ZARRFS_REQUIRE_FUSE=0."""
     reason = fuse_unavailable_reason()
     if reason is not None:
-        if FUSE_REQUIRED:
-            pytest.fail(f"FUSE tests must run here but {reason}")
-        pytest.skip(reason)
+        _cannot_run(reason, FUSE_REQUIRED)
+
+
+def require_tools(*names: str) -> None:
+    """Fail where a system tool is missing (``make test`` installs them as root), or skip (counted) with
+    ZARRFS_REQUIRE_FUSE=0."""
+    missing = [name for name in names if shutil.which(name) is None]
+    if missing:
+        _cannot_run(f"{', '.join(missing)} missing (`make test` installs them as root)", FUSE_REQUIRED)
+
+
+def require_root(why: str) -> None:
+    """Skip (counted) for other users; fail with ZARRFS_REQUIRE_FUSE=1, where every test must run."""
+    if os.geteuid() != 0:
+        _cannot_run(f"it needs root {why}", REQUIRE_FUSE == "1")
 
 
 def zarrfs(
-    *args: str | os.PathLike[str], timeout: float = 120, preexec_fn: Callable[[], None] | None = None
+    *args: str | os.PathLike[str],
+    timeout: float = 120,
+    preexec_fn: Callable[[], None] | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real command line as a user would (``preexec_fn`` runs in the child first, e.g. limits)."""
+    """Run the real command line as a user would (``preexec_fn`` runs in the child first, e.g. limits;
+    ``env`` is set on top of this process's environment)."""
     return subprocess.run(
         [sys.executable, "-m", "zarrfs", *map(str, args)],
         capture_output=True,
@@ -42,6 +73,7 @@ def zarrfs(
         timeout=timeout,
         check=False,
         preexec_fn=preexec_fn,
+        env=None if env is None else {**os.environ, **env},
     )
 
 

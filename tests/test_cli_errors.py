@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from mounting import is_mounted, mounted, require_fuse, zarrfs
+from mounting import is_mounted, mounted, require_fuse, require_root, require_tools, zarrfs
 from tiff_cases import write_bad_files
 
 
@@ -46,7 +46,7 @@ def _empty_mountpoint(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("bad", "fragments"),
     [
-        ("empty", ["empty"]),
+        ("empty", ["source is empty"]),
         ("random_bytes", ["not a supported image format"]),
         ("png_named_tif", ["not a supported image format"]),
         ("truncated", ["truncated"]),
@@ -84,8 +84,9 @@ def _as_nobody(
     )  # fmt: skip
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop privileges")
 def test_unreadable_source(good_tiff: Path, shared_dir: Path) -> None:
+    require_root("to drop privileges")
+    require_tools("setpriv")
     secret = shared_dir / "secret.tif"
     shutil.copy(good_tiff, secret)
     secret.chmod(0o000)
@@ -93,8 +94,10 @@ def test_unreadable_source(good_tiff: Path, shared_dir: Path) -> None:
     assert_clean_failure(result, "no permission to read source")
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop privileges")
 def test_missing_fusermount_for_unprivileged_users(good_tiff: Path, shared_dir: Path) -> None:
+    require_fuse()  # with /dev/fuse there, the missing fusermount3 is what stops the mount
+    require_root("to drop privileges")
+    require_tools("setpriv")
     source = shared_dir / "good.tif"
     shutil.copy(good_tiff, source)
     mountpoint = _empty_mountpoint(shared_dir)
@@ -107,10 +110,9 @@ def test_missing_fusermount_for_unprivileged_users(good_tiff: Path, shared_dir: 
     assert not is_mounted(mountpoint)
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for a mount namespace"
-)
 def test_missing_dev_fuse(good_tiff: Path, tmp_path: Path) -> None:
+    require_root("for a mount namespace")
+    require_tools("unshare", "mount", "mknod")
     mountpoint = _empty_mountpoint(tmp_path)
     # A private mount namespace with an empty /dev (only /dev/null): a container without /dev/fuse.
     script = (

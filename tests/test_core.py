@@ -317,21 +317,31 @@ def test_a_hanging_source_check_sends_later_lookups_where_a_time_limit_applies(
 ) -> None:
     import zarrfs.core.tree as tree_module
 
-    monkeypatch.setattr(tree_module, "STUCK_CHECK_S", 0.05)
+    stuck_after = 0.05
+    monkeypatch.setattr(tree_module, "STUCK_CHECK_S", stuck_after)
     data = np.zeros((128, 128), dtype=np.uint8)
     _, dataset = _dataset(data, "yx", chunks="64,64")
-    answering = threading.Event()
-    # Waits up to 5 s: without the fix the lookups below would wait too, then answer instead of raising.
-    tree = VirtualTree({}, {"0": {"": dataset.layouts[0].files[0]}}, guard=lambda: answering.wait(5))
+    entered, answering = threading.Event(), threading.Event()
+
+    def hanging_check() -> None:
+        entered.set()
+        answering.wait(30)  # released below; the bound only keeps a broken test from hanging
+
+    tree = VirtualTree({}, {"0": {"": dataset.layouts[0].files[0]}}, guard=hanging_check)
     stuck = threading.Thread(target=tree.stat, args=("0/0/0",), kwargs={"blocking": False})
     stuck.start()  # its check waits like a stat on a network filesystem that stopped answering
-    time.sleep(0.1)
+    assert entered.wait(30)
+    # The check started before it entered the guard: once STUCK_CHECK_S have passed since then, it has hung
+    # that long, whatever the scheduling (no race between two sleeps).
+    hung_since = time.monotonic()
+    while time.monotonic() - hung_since <= 2 * stuck_after:
+        time.sleep(stuck_after)
     assert stuck.is_alive()
     with pytest.raises(WouldBlock):
         tree.stat("0/1/1", blocking=False)
     with pytest.raises(WouldBlock):
         tree.read_file("0/1/1", blocking=False)
     answering.set()
-    stuck.join(timeout=5)
+    stuck.join(timeout=30)
     assert not stuck.is_alive()
     assert tree.stat("0/1/1", blocking=False).size == 64 * 64  # checks run inline again

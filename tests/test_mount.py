@@ -16,7 +16,7 @@ import pytest
 import tifffile
 import zarr
 from block_reference import block_reduce
-from mounting import force_unmount, is_mounted, mounted, require_fuse, zarrfs
+from mounting import force_unmount, is_mounted, mounted, require_fuse, require_root, require_tools, zarrfs
 from tiff_cases import CASES, Case
 
 
@@ -74,21 +74,80 @@ def _pick_case(name: str, directory: Path) -> Case:
     return CASES[matches[0]](directory)
 
 
+# Default levels as README documents them; an explicit --clevel must be served as given.
+DEFAULT_CLEVEL = {"blosc-lz4": 5, "blosc-zstd": 3, "zstd": 1, "zlib": 1}
+EXPLICIT_CLEVEL = {"blosc-lz4": 9, "blosc-zstd": 7, "zstd": 5, "zlib": 6}
+
+
+def _expected_codecs(compressor: str, level: int | None, itemsize: int) -> tuple[object, list[object]]:
+    """The v2 ``compressor`` and the v3 ``codecs`` that ``--compressor``/``--clevel`` ask for, spelled out
+    here from the Zarr specifications (never taken from zarrfs)."""
+    raw: list[object] = [{"name": "bytes", "configuration": {"endian": "little"}}]
+    if compressor == "none":
+        return None, raw
+    if compressor.startswith("blosc-"):
+        cname = compressor.removeprefix("blosc-")
+        v2 = {"id": "blosc", "cname": cname, "clevel": level, "shuffle": 1}
+        v3 = {"cname": cname, "clevel": level, "shuffle": "shuffle", "typesize": itemsize, "blocksize": 0}
+        return v2, [*raw, {"name": "blosc", "configuration": v3}]
+    if compressor == "zstd":
+        zstd = {"name": "zstd", "configuration": {"level": level, "checksum": False}}
+        return {"id": "zstd", "level": level}, [*raw, zstd]
+    assert compressor == "zlib"  # Zarr v3 has no zlib codec: served as gzip
+    return {"id": "zlib", "level": level}, [*raw, {"name": "gzip", "configuration": {"level": level}}]
+
+
+def _encoded(compressor: str, level: int | None, pixels: np.ndarray) -> tuple[bytes, bytes]:
+    """The bytes of the v2 and of the v3 chunk file of ``pixels``, encoded here with the requested codec,
+    level and shuffle by numcodecs / gzip (each deterministic)."""
+    import gzip
+
+    import numcodecs
+
+    raw = pixels.tobytes()
+    if compressor == "none":
+        return raw, raw
+    if compressor.startswith("blosc-"):
+        cname = compressor.removeprefix("blosc-")
+        blosc = numcodecs.Blosc(cname=cname, clevel=level, shuffle=numcodecs.Blosc.SHUFFLE)
+        data = bytes(blosc.encode(pixels))
+        return data, data
+    if compressor == "zstd":
+        data = bytes(numcodecs.Zstd(level=level).encode(raw))
+        return data, data
+    return bytes(numcodecs.Zlib(level=level).encode(raw)), gzip.compress(raw, compresslevel=level, mtime=0)
+
+
+@pytest.mark.parametrize("clevel", ["default", "explicit"])
 @pytest.mark.parametrize("compressor", ["none", "blosc-lz4", "blosc-zstd", "zstd", "zlib"])
-def test_compressed_chunks_have_exact_sizes_and_decode(
-    compressor: str, case_dir: Path, tmp_path: Path
+def test_served_codecs_are_those_the_options_ask_for_with_exact_sizes(
+    compressor: str, clevel: str, case_dir: Path, tmp_path: Path
 ) -> None:
+    options = ["--compressor", compressor, "--chunks", "128,128"]
+    level = None
+    if compressor != "none":
+        level = (DEFAULT_CLEVEL if clevel == "default" else EXPLICIT_CLEVEL)[compressor]
+        if clevel == "explicit":
+            options += ["--clevel", str(level)]
     case = _pick_case("tiled_zlib", case_dir)
-    with mounted(case.path, tmp_path / "mnt", "--compressor", compressor, "--chunks", "128,128") as mnt:
-        zarray = json.loads((mnt / "0" / ".zarray").read_text())
-        expected_config = None if compressor == "none" else zarray["compressor"]
-        assert zarray["compressor"] == expected_config
-        chunk_files = [path for path in (mnt / "0").rglob("*") if path.is_file() and path.name != ".zarray"]
-        assert chunk_files
-        for path in chunk_files[:20]:
+    expected_v2, expected_v3 = _expected_codecs(compressor, level, case.expected.dtype.itemsize)
+    first_chunk = np.zeros((128, 128), case.expected.dtype.newbyteorder("<"))
+    first_chunk[...] = case.expected[:128, :128]
+    bytes_v2, bytes_v3 = _encoded(compressor, level, first_chunk)
+    with mounted(case.path, tmp_path / "mnt", *options) as mnt:
+        assert json.loads((mnt / "0" / ".zarray").read_text())["compressor"] == expected_v2
+        assert json.loads((mnt / "0" / "zarr.json").read_text())["codecs"] == expected_v3
+        # Encoded as announced: codec, level and shuffle (blosc's header names its codec, not its level).
+        assert (mnt / "0" / "0" / "0").read_bytes() == bytes_v2
+        assert (mnt / "0" / "c" / "0" / "0").read_bytes() == bytes_v3
+        chunk_files = [path for path in (mnt / "0").rglob("*") if path.is_file() and "." not in path.name]
+        assert len(chunk_files) == 2 * len([path for path in (mnt / "0" / "c").rglob("*") if path.is_file()])
+        for path in chunk_files[:40]:
             # st_size must equal the bytes read: tensorstore reads exactly st_size, zarr reads to EOF.
             assert path.stat().st_size == len(path.read_bytes())
-        np.testing.assert_array_equal(zarr.open_array(mnt / "0", mode="r")[...], case.expected)
+        for zarr_format in (2, 3):
+            served = zarr.open_array(mnt / "0", mode="r", zarr_format=zarr_format)[...]
+            np.testing.assert_array_equal(served, case.expected)
 
 
 def test_clients_tensorstore_dask_ome_zarr_and_validation(case_dir: Path, tmp_path: Path) -> None:
@@ -226,10 +285,11 @@ def test_info_describes_the_hierarchy_without_mounting(case_dir: Path) -> None:
     assert "NGFF 0.4 on Zarr v2" in result.stdout and "NGFF 0.5 on Zarr v3" in result.stdout
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to read the mount as another user")
 def test_fuse_options_are_passed_on_and_other_users_are_kept_out_by_default(
     case_dir: Path, shared_dir: Path
 ) -> None:
+    require_root("to read the mount as another user")
+    require_tools("setpriv")
     case = _pick_case("tiled_zlib", case_dir)
 
     def read_as_nobody(path: Path) -> subprocess.CompletedProcess[str]:
@@ -315,6 +375,22 @@ def _daemon_pid(mountpoint: Path) -> int:
     raise AssertionError(f"no daemon found for {mountpoint}")
 
 
+def _wait_until_waiting_on_fuse(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Wait until ``process`` sleeps in the kernel waiting for a FUSE answer (its wchan says so), however long
+    it takes to start and get there, and fail if it ends first or never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, "the reader ended instead of waiting for the hung daemon"
+        try:
+            waiting_in = Path(f"/proc/{process.pid}/wchan").read_text()
+        except OSError:
+            waiting_in = ""
+        if waiting_in == "request_wait_answer":
+            return
+        assert time.monotonic() < deadline, f"the reader never waited on the daemon (wchan {waiting_in!r})"
+        time.sleep(0.02)
+
+
 def test_unmount_returns_while_the_daemon_hangs_with_a_reader_stuck_inside(
     case_dir: Path, tmp_path: Path
 ) -> None:
@@ -329,8 +405,7 @@ def test_unmount_returns_while_the_daemon_hangs_with_a_reader_stuck_inside(
         reader = subprocess.Popen(
             [sys.executable, "-c", f"open({str(mnt / '0' / '0' / '0')!r}, 'rb').read()"]
         )
-        time.sleep(0.5)
-        assert reader.poll() is None  # stuck inside the mount
+        _wait_until_waiting_on_fuse(reader)  # stuck inside the mount
         started = time.monotonic()
         busy = zarrfs("unmount", mnt, timeout=60)
         assert busy.returncode == 1 and "is busy" in busy.stderr and "zarrfs unmount --lazy" in busy.stderr

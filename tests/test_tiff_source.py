@@ -395,15 +395,68 @@ def test_huge_strip_is_decoded_once_for_many_chunks(cases: dict[str, Case]) -> N
         assert calls == [0]
 
 
-def test_opening_reads_no_pixel_data(cases: dict[str, Case], monkeypatch: pytest.MonkeyPatch) -> None:
-    preads = []
-    real_pread = os.pread
+def _bytes_read_by_this_process() -> int:
+    """The kernel's count of bytes this process got from read-type calls (read, pread, readv, preadv,
+    sendfile, ...), whichever library made them."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_opening_reads_no_pixel_data(
+    cases: dict[str, Case], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening reads metadata only, watched every way a file can be read: the os calls that read (and mmap,
+    which reads without a call) on every case; and on images of megabytes of pixels the bytes the kernel
+    counts as read by this process, which no reader escapes (tifffile's buffered file reads included)."""
+    import mmap
+
+    calls: list[str] = []
+    for name in ("pread", "preadv", "read", "readv"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda *args, real=real, name=name: calls.append(name) or real(*args))
+    real_mmap = mmap.mmap
     monkeypatch.setattr(
-        os, "pread", lambda fd, length, offset: preads.append(offset) or real_pread(fd, length, offset)
+        mmap, "mmap", lambda *args, **kwargs: calls.append("mmap") or real_mmap(*args, **kwargs)
     )
     for case in cases.values():
         _open(case).close()
-    assert preads == []
+    assert calls == []
+    monkeypatch.undo()
+
+    rng = np.random.default_rng(7)
+    big = {
+        "tiled.tif": (
+            rng.integers(0, 2**16, (2048, 2048), dtype=np.uint16),
+            {"tile": (256, 256), "compression": "zlib"},
+        ),
+        "contiguous.tif": (
+            rng.integers(0, 2**16, (16, 512, 512), dtype=np.uint16),
+            {"photometric": "minisblack"},
+        ),
+        "strips.tif": (
+            rng.integers(0, 2**16, (8, 512, 1024), dtype=np.uint16),
+            {"rowsperstrip": 16, "photometric": "minisblack"},
+        ),
+    }
+    for name, (image, options) in big.items():
+        tifffile.imwrite(tmp_path / name, image, **options)
+    for name in big:
+        TiffSource(str(tmp_path / name)).close()  # first opens import and cache what later opens need
+    for name in big:
+        path = tmp_path / name
+        with tifffile.TiffFile(path) as tif:
+            pixel_bytes = sum(sum(page.databytecounts) for page in tif.pages)
+        assert pixel_bytes >= 8 * 2**20
+        before = _bytes_read_by_this_process()
+        source = TiffSource(str(path))
+        read = _bytes_read_by_this_process() - before
+        try:
+            assert str(path) not in Path("/proc/self/maps").read_text()  # nothing of it mapped
+        finally:
+            source.close()
+        assert read < 256 * 2**10, f"{name}: opening read {read} bytes ({pixel_bytes} bytes of pixels)"
 
 
 def test_sparse_50_gb_bigtiff_opens_fast(tmp_path: Path) -> None:
