@@ -16,6 +16,16 @@ from zarrfs.core.options import DOWNSAMPLE_METHODS, NGFF_VERSIONS, serve_options
 from zarrfs.errors import ZarrfsError
 
 
+def _one_line(text: object) -> str:
+    """Control characters (a newline in a path, say) and undecodable bytes of paths shown as escapes, so
+    that a message stays one line and prints on any terminal."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(text))
+
+
+def _say(kind: str, message: object) -> None:
+    click.echo(f"zarrfs: {kind}: {_one_line(message)}", err=True)
+
+
 def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
     """Print problems as one 'zarrfs: error: ...' line and exit non-zero; never a traceback."""
 
@@ -24,14 +34,12 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except ZarrfsError as error:
-            click.echo(f"zarrfs: error: {error}", err=True)
+            _say("error", error)
             sys.exit(1)
         except KeyboardInterrupt:
             sys.exit(130)
         except Exception as error:  # a bug: still one line, with where to look
-            click.echo(
-                f"zarrfs: internal error: {type(error).__name__}: {error} (rerun with --debug)", err=True
-            )
+            _say("internal error", f"{type(error).__name__}: {error} (rerun with --debug)")
             if os.environ.get("ZARRFS_TRACEBACK"):
                 raise
             sys.exit(2)
@@ -131,7 +139,7 @@ def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[st
 
     spec = MountSpec(
         source=os.path.abspath(source),
-        mountpoint=os.path.realpath(mountpoint),
+        mountpoint=os.path.abspath(mountpoint),  # resolved by the mount, within a time limit
         options=serve_options(**serve),
         fuse_options=parse_fuse_options(fuse_options),
         log_file=log_file,
@@ -141,7 +149,9 @@ def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[st
     if foreground:
         run_foreground(spec)
     else:
-        mount_background(spec)
+        note = mount_background(spec).note
+        if note:
+            _say("warning", note)
 
 
 @main.command()
@@ -149,10 +159,12 @@ def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[st
 @click.option("-z", "--lazy", is_flag=True, help="Detach now even if busy; cleaned up once no longer used.")
 @_fail_cleanly
 def unmount(mountpoint: str, lazy: bool) -> None:
-    """Unmount MOUNTPOINT (also clears a stale mount left by a killed daemon)."""
-    from zarrfs.frontends.mount import unmount as unmount_path
+    """Unmount the zarrfs mount at MOUNTPOINT (also a stale one left by a killed daemon)."""
+    from zarrfs.frontends.mounts import unmount as unmount_path
 
-    unmount_path(mountpoint, lazy=lazy)
+    warning = unmount_path(mountpoint, lazy=lazy)
+    if warning:
+        _say("warning", warning)
 
 
 @main.command()
