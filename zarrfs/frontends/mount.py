@@ -43,8 +43,10 @@ log = logging.getLogger("zarrfs")
 
 READY_MESSAGE = "ready"
 READY_TIMEOUT_S = 120.0
-# A daemon told to stop gets this long to unmount and exit before it is killed.
+# A daemon told to stop gets this long to unmount and exit before it is killed; one that reported a failure
+# is given this long to log it and exit by itself first.
 STOP_TIMEOUT_S = 10.0
+EXIT_GRACE_S = 5.0
 # Served content never changes while mounted: let the kernel cache attributes, lookups and misses.
 CACHE_TIMEOUT_S = 3600
 READ_AHEAD_KB = 4096
@@ -313,7 +315,12 @@ def run_foreground(spec: MountSpec) -> None:
         lock.release()
         raise
     configure_logging(spec.debug, stream)
-    serve(spec, lock, lambda: log.info("mount is live"), lambda message: None)
+    try:
+        serve(spec, lock, lambda: log.info("mount is live"), lambda message: None)
+    except ZarrfsError as error:
+        if spec.log_file:  # on stderr, the command's own error line says it
+            log.error("%s", error)
+        raise
 
 
 def mount_background(spec: MountSpec) -> DaemonLog:
@@ -387,7 +394,7 @@ def _start_daemon(spec: MountSpec, lock: MountPointLock, daemon_log: DaemonLog) 
         if message == READY_MESSAGE:
             return
         cancellation.ignore()
-        _abandon(pid, spec.mountpoint)
+        _abandon(pid, spec.mountpoint, grace=EXIT_GRACE_S if message else 0.0)
         if cancellation.received:
             cancellation.resume()
         raise MountError(message or f"the daemon exited before the mount was live; see {daemon_log.path}")
@@ -473,10 +480,10 @@ def _signal_daemon(pid: int, signum: int) -> None:
             send(pid, signum)
 
 
-def _abandon(pid: int, mountpoint: str) -> None:
-    """Stop a daemon that will not serve, and remove any mount it made: the mount point is still locked, so a
-    zarrfs mount there now is that daemon's."""
-    if not _group_gone(pid, 0):
+def _abandon(pid: int, mountpoint: str, grace: float) -> None:
+    """Stop a daemon that will not serve (after ``grace`` seconds to exit by itself), and remove any mount it
+    made: the mount point is still locked, so a zarrfs mount there now is that daemon's."""
+    if not _group_gone(pid, grace):
         _signal_daemon(pid, signal.SIGTERM)  # libfuse unmounts on SIGTERM once it serves
         if not _group_gone(pid, STOP_TIMEOUT_S):
             _signal_daemon(pid, signal.SIGKILL)
