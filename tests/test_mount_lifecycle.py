@@ -477,15 +477,16 @@ def test_a_log_file_that_is_the_source_or_in_the_mount_point_is_refused(source: 
 
 
 def test_concurrent_mounts_onto_one_mount_point_mount_once(
-    source: Path, tmp_path: Path, cleanup: list[Path]
+    slow_source: Path, tmp_path: Path, cleanup: list[Path]
 ) -> None:
+    # The source takes each daemon about 2 s to open: every run is past its checks before the first mounts.
     require_fuse()
     mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
     cleanup.append(mountpoint)
     runs = [
         subprocess.Popen(
-            [*ZARRFS, "mount", str(source), str(mountpoint), "--log-file", str(tmp_path / f"{number}.log")],
+            [*ZARRFS, "mount", slow_source, mountpoint, "--log-file", tmp_path / f"{number}.log"],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -501,7 +502,7 @@ def test_concurrent_mounts_onto_one_mount_point_mount_once(
             )
     assert len(mounts_at(mountpoint)) == 1
     assert len(daemon_pids(mountpoint)) == 1
-    assert_serves_the_image(mountpoint)
+    assert zarr.open_array(mountpoint / "0", mode="r", zarr_format=2).shape == (20000, 8, 8)
     assert zarrfs("unmount", mountpoint).returncode == 0
     assert mounts_at(mountpoint) == []
 
