@@ -265,10 +265,13 @@ def test_odd_characters_through_fusermount3_as_a_user(source: Path, nobody_dir: 
 # Item 10: libfuse's and fusermount3's reasons, /dev/fuse checked first
 
 
-def test_an_unknown_fuse_option_is_reported_with_libfuses_reason(source: Path, tmp_path: Path) -> None:
+def test_an_unknown_fuse_option_is_reported_with_libfuses_reason(
+    source: Path, tmp_path: Path, cleanup: list[Path]
+) -> None:
     require_fuse()
     mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
+    cleanup.append(mountpoint)
     log = tmp_path / "zarrfs.log"
     for foreground in ([], ["-f"]):
         result = zarrfs("mount", source, mountpoint, "-o", "nosuchoption", "--log-file", log, *foreground)
@@ -429,11 +432,12 @@ def test_a_user_without_a_home_directory_mounts_and_logs_to_the_temporary_direct
 
 
 def test_a_log_file_that_cannot_be_written_is_one_line(
-    source: Path, tmp_path: Path, shared_dir: Path, nobody_dir: Path
+    source: Path, tmp_path: Path, shared_dir: Path, nobody_dir: Path, cleanup: list[Path]
 ) -> None:
     require_fuse()
     mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
+    cleanup.append(mountpoint)
     below_a_file = source.parent / "image.tif" / "zarrfs.log"
     for foreground in ([], ["-f"]):
         result = zarrfs("mount", source, mountpoint, "--log-file", below_a_file, *foreground)
@@ -451,10 +455,13 @@ def test_a_log_file_that_cannot_be_written_is_one_line(
         assert daemon_pids(users_mountpoint) == []
 
 
-def test_a_log_file_that_is_the_source_or_in_the_mount_point_is_refused(source: Path, tmp_path: Path) -> None:
+def test_a_log_file_that_is_the_source_or_in_the_mount_point_is_refused(
+    source: Path, tmp_path: Path, cleanup: list[Path]
+) -> None:
     require_fuse()
     mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
+    cleanup.append(mountpoint)
     before = (source.read_bytes(), source.stat().st_mtime_ns)
     symlink = tmp_path / "link.tif"
     symlink.symlink_to(source)

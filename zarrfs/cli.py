@@ -116,7 +116,8 @@ def main() -> None:
 @click.option(
     "--log-file",
     type=click.Path(dir_okay=False),
-    help="Daemon log (default: ~/.local/state/zarrfs/<mountpoint>.log; with -f: stderr).",
+    help="Daemon log (default: ~/.local/state/zarrfs/<mountpoint>.log, or $TMPDIR/zarrfs-<uid>/ without a "
+    "home directory; with -f: stderr). Never the source, never inside the mount point.",
 )
 @click.option(
     "--timeout",
