@@ -166,11 +166,13 @@ class MountPointLock:
         except OSError as error:
             raise MountError(f"cannot open mount point {mountpoint}: {error.strerror}") from None
         fcntl.flock(self._fd, fcntl.LOCK_EX)  # waits for a mount in progress (its start is time-limited)
+        self._releasing = threading.Lock()  # the daemon lets go from a FUSE thread, or on its way out
 
     def release(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
+        with self._releasing:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def prepare_mount(spec: MountSpec) -> MountPointLock:
