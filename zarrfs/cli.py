@@ -27,8 +27,9 @@ from zarrfs.core.options import (
 from zarrfs.errors import ZarrfsError
 
 
-def _print_error(message: str) -> None:
-    click.echo(f"zarrfs: error: {printable(message)}", err=True)  # a file name may hold a newline
+def _say(kind: str, message: object) -> None:
+    """One line on stderr, ``zarrfs: <kind>: ...``; a file name in it may hold a newline or escapes."""
+    click.echo(f"zarrfs: {kind}: {printable(str(message))}", err=True)
 
 
 class _OptionError(click.ClickException):
@@ -38,7 +39,7 @@ class _OptionError(click.ClickException):
     exit_code = 1
 
     def show(self, file: Any = None) -> None:
-        _print_error(self.message)
+        _say("error", self.message)
 
 
 class _Checked(click.ParamType):
@@ -63,13 +64,12 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except ZarrfsError as error:
-            _print_error(str(error))
+            _say("error", error)
             sys.exit(1)
         except KeyboardInterrupt:
             sys.exit(130)
         except Exception as error:  # a bug: still one line, with where to look
-            reason = printable(f"{type(error).__name__}: {error}")
-            click.echo(f"zarrfs: internal error: {reason} (rerun with --debug)", err=True)
+            _say("internal error", f"{type(error).__name__}: {error} (rerun with --debug)")
             if os.environ.get("ZARRFS_TRACEBACK"):
                 raise
             sys.exit(2)
@@ -147,7 +147,8 @@ def main() -> None:
 @click.option(
     "--log-file",
     type=click.Path(dir_okay=False),
-    help="Daemon log (default: ~/.local/state/zarrfs/<mountpoint>.log; with -f: stderr).",
+    help="Daemon log (default: ~/.local/state/zarrfs/<mountpoint>.log, or $TMPDIR/zarrfs-<uid>/ without a "
+    "home directory; with -f: stderr). Never the source, never inside the mount point.",
 )
 @click.option(
     "--timeout",
@@ -171,7 +172,7 @@ def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[st
 
     spec = MountSpec(
         source=os.path.abspath(source),
-        mountpoint=os.path.realpath(mountpoint),
+        mountpoint=os.path.abspath(mountpoint),  # resolved by the mount, within a time limit
         options=serve_options(**serve),
         fuse_options=parse_fuse_options(fuse_options),
         log_file=log_file,
@@ -181,7 +182,9 @@ def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[st
     if foreground:
         run_foreground(spec)
     else:
-        mount_background(spec)
+        note = mount_background(spec).note
+        if note:
+            _say("warning", note)
 
 
 @main.command()
@@ -189,10 +192,12 @@ def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[st
 @click.option("-z", "--lazy", is_flag=True, help="Detach now even if busy; cleaned up once no longer used.")
 @_fail_cleanly
 def unmount(mountpoint: str, lazy: bool) -> None:
-    """Unmount MOUNTPOINT (also clears a stale mount left by a killed daemon)."""
-    from zarrfs.frontends.mount import unmount as unmount_path
+    """Unmount the zarrfs mount at MOUNTPOINT (also a stale one left by a killed daemon)."""
+    from zarrfs.frontends.mounts import unmount as unmount_path
 
-    unmount_path(mountpoint, lazy=lazy)
+    warning = unmount_path(mountpoint, lazy=lazy)
+    if warning:
+        _say("warning", warning)
 
 
 @main.command()

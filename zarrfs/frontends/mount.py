@@ -1,41 +1,60 @@
-"""Mounting and unmounting: checks with clear errors, the daemon process and its readiness signal.
+"""Mounting: checks with clear errors, one mount at a time per mount point, the daemon and its readiness.
 
 ``zarrfs mount`` forks the daemon, a child process that runs FUSE in its own foreground (daemonizing after
-threads exist can hang), and returns only once the child reports the mount live or failed.
+threads exist can hang), and returns only once the child reports the mount live or failed. Until then it
+holds a lock on the mount point (so that concurrent mounts there cannot stack), and if it is interrupted it
+stops the daemon and removes any mount that daemon made.
 """
 
 from __future__ import annotations
 
-import errno
+import contextlib
+import dataclasses
+import fcntl
 import logging
 import os
-import re
-import shutil
+import select
 import signal
-import subprocess
+import stat
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from types import FrameType
+from typing import NoReturn, TextIO
 
 from zarrfs.core import ServeOptions, open_dataset
 from zarrfs.errors import MountError, ZarrfsError
 from zarrfs.frontends.allocator import keep_freed_memory_for_reuse
+from zarrfs.frontends.daemon_log import CapturedStderr, DaemonLog, open_default_log, open_log_file
+from zarrfs.frontends.mounts import (
+    FUSE_SUBTYPE,
+    DaemonState,
+    daemon_state,
+    fusermount,
+    mount_table,
+    resolve,
+    unmount,
+)
 
 log = logging.getLogger("zarrfs")
 
 READY_MESSAGE = "ready"
 READY_TIMEOUT_S = 120.0
+# A daemon told to stop gets this long to unmount and exit before it is killed; one that reported a failure
+# is given this long to log it and exit by itself first.
+STOP_TIMEOUT_S = 10.0
+EXIT_GRACE_S = 5.0
 # Served content never changes while mounted: let the kernel cache attributes, lookups and misses.
 CACHE_TIMEOUT_S = 3600
 READ_AHEAD_KB = 4096
-UNMOUNT_TIMEOUT_S = 15.0
 # No FUSE request may keep a client waiting longer than this; it gets EIO instead.
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
 LOG_FORMAT = "%(asctime)s zarrfs[%(process)d] %(levelname)s %(message)s"
+# zarrfs recognises its mounts by the subtype (file system type fuse.zarrfs): a user may not change it.
+RESERVED_FUSE_OPTIONS = ("subtype",)
 
 
 @dataclass
@@ -58,65 +77,61 @@ def parse_fuse_options(values: tuple[str, ...] | list[str]) -> dict[str, str | b
         for item in value.split(","):
             if item.strip():
                 key, sep, setting = item.strip().partition("=")
+                if key in RESERVED_FUSE_OPTIONS:
+                    raise MountError(f"-o {key} is set by zarrfs (it recognises its own mounts by it)")
                 options[key] = setting if sep else True
     return options
 
 
-def default_log_file(mountpoint: str) -> str:
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    name = os.path.abspath(mountpoint).strip("/").replace("/", "_") or "root"
-    return os.path.join(state, "zarrfs", f"{name}.log")
+def escape_fuse_option(value: str) -> str:
+    """libfuse splits -o at commas and reads backslash escapes: a path in an option needs both escaped."""
+    return value.replace("\\", "\\\\").replace(",", "\\,")
 
 
-def _connection_lost(mountpoint: str) -> bool:
-    """A mount whose daemon died: stat() of its root may still succeed from the kernel's attribute cache,
-    but statvfs() always asks the daemon."""
-    try:
-        os.statvfs(mountpoint)
-    except OSError as error:
-        return error.errno in (errno.ENOTCONN, errno.ECONNABORTED)
-    return False
-
-
-def mount_state(mountpoint: str) -> str:
-    """'missing', 'not-dir', 'stale' (a dead FUSE daemon left it), 'mounted', 'non-empty' or 'ok'."""
-    if os.path.realpath(mountpoint) in mounted_devices():
-        return "stale" if _connection_lost(mountpoint) else "mounted"
-    try:
-        os.stat(mountpoint)
-    except OSError as error:
-        if error.errno in (errno.ENOTCONN, errno.ECONNABORTED):
-            return "stale"
-        if error.errno == errno.ENOENT:
-            return "missing"
-        raise MountError(f"cannot access mount point {mountpoint}: {error.strerror}") from None
-    if not os.path.isdir(mountpoint):
-        return "not-dir"
-    try:
-        if any(os.scandir(mountpoint)):
-            return "non-empty"
-    except PermissionError:
-        raise MountError(f"no permission to read mount point {mountpoint}") from None
-    return "ok"
+def _mounted_problem(mountpoint: str) -> str | None:
+    """Why the mount point cannot be mounted on because something is mounted there already, if it is."""
+    mount = mount_table().get(mountpoint)
+    if mount is None:
+        return None
+    if not mount.is_zarrfs:
+        return f"mount point is already a mount: {mountpoint} (file system type {mount.fstype}, not zarrfs)"
+    state = daemon_state(mountpoint)
+    if state is DaemonState.DEAD:
+        return (
+            f"mount point {mountpoint} is a stale mount left by a daemon that died "
+            f"(Transport endpoint is not connected); clear it with: zarrfs unmount {mountpoint}"
+        )
+    if state is DaemonState.HUNG:
+        return (
+            f"mount point {mountpoint} is a zarrfs mount whose daemon does not answer (stopped or hung); "
+            f"clear it with: zarrfs unmount --lazy {mountpoint}"
+        )
+    return f"mount point is already a mount: {mountpoint} (first run: zarrfs unmount {mountpoint})"
 
 
 def check_mountpoint(mountpoint: str, source: str) -> None:
-    state = mount_state(mountpoint)
-    problems = {
-        "missing": f"mount point does not exist: {mountpoint} (create it with: mkdir -p {mountpoint})",
-        "not-dir": f"mount point is not a directory: {mountpoint}",
-        "stale": (
-            f"mount point {mountpoint} is a stale mount left by a daemon that died "
-            f"(Transport endpoint is not connected); clear it with: zarrfs unmount {mountpoint}"
-        ),
-        "mounted": f"mount point is already a mount: {mountpoint} (first run: zarrfs unmount {mountpoint})",
-        "non-empty": f"mount point is not empty: {mountpoint} (the mount would hide its files)",
-    }
-    if state in problems:
-        raise MountError(problems[state])
+    """MountError unless ``mountpoint`` (resolved) is an empty directory, no mount, away from the source."""
+    problem = _mounted_problem(mountpoint)
+    if problem is not None:
+        raise MountError(problem)
+    try:
+        status = os.stat(mountpoint)
+    except FileNotFoundError:
+        raise MountError(
+            f"mount point does not exist: {mountpoint} (create it with: mkdir -p {mountpoint})"
+        ) from None
+    except OSError as error:
+        raise MountError(f"cannot access mount point {mountpoint}: {error.strerror}") from None
+    if not stat.S_ISDIR(status.st_mode):
+        raise MountError(f"mount point is not a directory: {mountpoint}")
+    try:
+        with os.scandir(mountpoint) as entries:
+            if any(entries):
+                raise MountError(f"mount point is not empty: {mountpoint} (the mount would hide its files)")
+    except PermissionError:
+        raise MountError(f"no permission to read mount point {mountpoint}") from None
     real_source = os.path.realpath(source)
-    real_mountpoint = os.path.realpath(mountpoint)
-    if real_source.startswith(real_mountpoint.rstrip("/") + "/"):
+    if real_source.startswith(mountpoint.rstrip("/") + "/"):
         raise MountError(f"source {source} lies inside the mount point {mountpoint}; mount somewhere else")
 
 
@@ -126,8 +141,51 @@ def check_fuse_available() -> None:
             "/dev/fuse not found: the FUSE kernel module is not available here "
             "(load it with 'modprobe fuse', or give the container --device /dev/fuse)"
         )
-    if os.geteuid() != 0 and not (shutil.which("fusermount3") or shutil.which("fusermount")):
+    if os.geteuid() != 0 and fusermount() is None:
         raise MountError("fusermount3 not found: install the fuse3 package (e.g. apt-get install fuse3)")
+    # libfuse opens /dev/fuse itself and gives up when it cannot (fusermount3 is only asked to mount).
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR))
+    except OSError as error:
+        remedy = (
+            "a container needs --device /dev/fuse and a device cgroup rule that allows it"
+            if os.geteuid() == 0
+            else "ask an administrator to open it to users (the fuse3 package makes it mode 0666)"
+        )
+        raise MountError(f"/dev/fuse is not accessible ({error.strerror}): {remedy}") from None
+
+
+class MountPointLock:
+    """An exclusive lock on the mount point directory, held from the checks until the mount is live or has
+    failed: of concurrent ``zarrfs mount`` runs onto one mount point one mounts, the others then find the
+    mount there. The lock belongs to the open directory: a forked daemon shares it until both let go."""
+
+    def __init__(self, mountpoint: str) -> None:
+        try:
+            self._fd: int | None = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as error:
+            raise MountError(f"cannot open mount point {mountpoint}: {error.strerror}") from None
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # waits for a mount in progress (its start is time-limited)
+        self._releasing = threading.Lock()  # the daemon lets go from a FUSE thread, or on its way out
+
+    def release(self) -> None:
+        with self._releasing:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def prepare_mount(spec: MountSpec) -> MountPointLock:
+    """Check FUSE and the mount point, then lock the mount point and check it again under the lock."""
+    check_fuse_available()
+    check_mountpoint(spec.mountpoint, spec.source)  # says what is wrong before waiting for any lock
+    lock = MountPointLock(spec.mountpoint)
+    try:
+        check_mountpoint(spec.mountpoint, spec.source)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _raise_read_ahead(mountpoint: str) -> None:
@@ -150,11 +208,19 @@ def _report_when_live(mountpoint: str, on_live: Callable[[], None]) -> None:
     on_live()
 
 
-def serve(spec: MountSpec, on_live: Callable[[], None], on_error: Callable[[str], None]) -> None:
-    """Check, open the source, mount and serve until unmounted or signalled (SIGINT/SIGTERM)."""
+def _mount_failure(mountpoint: str, status: object, printed: str) -> str:
+    """One line from what libfuse and fusermount3 printed while the mount failed."""
+    lines = [line.strip() for line in printed.splitlines() if line.strip()]
+    reason = "; ".join(lines) if lines else "libfuse printed no reason"
+    return f"FUSE mount failed at {mountpoint} (libfuse status {status}): {reason}"
+
+
+def serve(
+    spec: MountSpec, lock: MountPointLock, on_live: Callable[[], None], on_error: Callable[[str], None]
+) -> None:
+    """Open the source, mount and serve until unmounted or signalled (SIGINT/SIGTERM). ``prepare_mount`` has
+    checked the mount point and locked it; the lock is let go once the mount is live."""
     try:
-        check_fuse_available()
-        check_mountpoint(spec.mountpoint, spec.source)
         from zarrfs.frontends.fuse_ops import FUSE, ZarrfsOperations
 
         keep_freed_memory_for_reuse()  # this process is the daemon: its allocator is ours to tune
@@ -162,25 +228,30 @@ def serve(spec: MountSpec, on_live: Callable[[], None], on_error: Callable[[str]
     except ZarrfsError as error:
         on_error(str(error))
         raise
-    mountpoint = os.path.realpath(spec.mountpoint)  # the kernel's mount table holds resolved paths
     went_live = threading.Event()
+    captured: CapturedStderr | None = None
 
     def when_live() -> None:
         went_live.set()
+        lock.release()
         on_live()
+
+    def when_serving() -> None:
+        # What libfuse printed while mounting did not stop it: it belongs in the log.
+        if captured is not None:
+            os.write(2, captured.release().encode())
+        threading.Thread(target=_report_when_live, args=(spec.mountpoint, when_live), daemon=True).start()
 
     operations = ZarrfsOperations(
         dataset.tree,
         mtime_ns=os.stat(spec.source).st_mtime_ns,
         request_timeout=spec.request_timeout,
-        on_init=lambda: threading.Thread(
-            target=_report_when_live, args=(mountpoint, when_live), daemon=True
-        ).start(),
+        on_init=when_serving,
     )
     fuse_options: dict[str, str | bool] = {
         "ro": True,
-        "fsname": f"zarrfs:{spec.source}",
-        "subtype": "zarrfs",
+        "fsname": escape_fuse_option(f"zarrfs:{spec.source}"),
+        "subtype": FUSE_SUBTYPE,
         "kernel_cache": True,
         "attr_timeout": CACHE_TIMEOUT_S,
         "entry_timeout": CACHE_TIMEOUT_S,
@@ -189,28 +260,29 @@ def serve(spec: MountSpec, on_live: Callable[[], None], on_error: Callable[[str]
         **spec.fuse_options,
     }
 
-    log.info("serving %s at %s (%s)", spec.source, mountpoint, dataset.source.info.description)
+    log.info("serving %s at %s (%s)", spec.source, spec.mountpoint, dataset.source.info.description)
     try:
-        FUSE(operations, mountpoint, foreground=True, debug=spec.debug, **fuse_options)
+        captured = CapturedStderr()
+        FUSE(operations, spec.mountpoint, foreground=True, debug=spec.debug, **fuse_options)
     except RuntimeError as error:
         # libfuse also reports a loop ended by SIGINT/SIGTERM as an error; after a live mount that is the
         # normal way to stop, and libfuse has unmounted by then.
         if not went_live.is_set():
-            message = f"FUSE mount failed at {mountpoint} (libfuse status {error}); see the messages above"
+            message = _mount_failure(spec.mountpoint, error, captured.release() if captured else "")
             on_error(message)
             raise MountError(message) from None
         log.info("stopped by a signal (libfuse status %s)", error)
     finally:
+        if captured is not None:
+            captured.release()
+        lock.release()
         dataset.close()
-    log.info("unmounted %s", mountpoint)
+    log.info("unmounted %s", spec.mountpoint)
 
 
-def configure_logging(debug: bool, log_file: str | None = None) -> None:
-    level = logging.DEBUG if debug else logging.INFO
-    if log_file:
-        logging.basicConfig(level=level, format=LOG_FORMAT, filename=log_file)
-    else:
-        logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+def configure_logging(debug: bool, stream: TextIO) -> None:
+    """Log to ``stream``, a file object of its own: file descriptor 2 is left to libfuse and fusermount3."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format=LOG_FORMAT, stream=stream)
 
 
 class ReadyPipe:
@@ -231,57 +303,108 @@ class ReadyPipe:
             os.close(fd)
 
 
-def run_foreground(spec: MountSpec, ready_pipe: ReadyPipe | None = None) -> None:
-    """Serve in this process; with ``ready_pipe``, report "ready" or the error line to the waiting parent."""
-    # A background daemon's stderr already goes to its log file.
-    configure_logging(spec.debug, spec.log_file if ready_pipe is None else None)
+def run_foreground(spec: MountSpec) -> None:
+    """Serve in this process (``zarrfs mount -f``), logging to --log-file or stderr."""
+    spec = dataclasses.replace(spec, mountpoint=resolve(spec.mountpoint))
+    lock = prepare_mount(spec)
+    try:
+        if spec.log_file:
+            log_fd = open_log_file(spec.log_file, spec.source, spec.mountpoint).fd
+            stream = os.fdopen(log_fd, "a", buffering=1)
+        else:
+            stream = os.fdopen(os.dup(2), "w", buffering=1)
+    except BaseException:
+        lock.release()
+        raise
+    configure_logging(spec.debug, stream)
+    try:
+        serve(spec, lock, lambda: log.info("mount is live"), lambda message: None)
+    except ZarrfsError as error:
+        if spec.log_file:  # on stderr, the command's own error line says it
+            log.error("%s", error)
+        raise
 
-    def report(message: str) -> None:
-        if ready_pipe is not None:
-            ready_pipe.send(message)
 
-    def on_live() -> None:
-        log.info("mount is live")
-        report(READY_MESSAGE)
-
-    serve(spec, on_live, report)
-
-
-def mount_background(spec: MountSpec) -> str:
-    """Start the daemon and return its log file once the mount is live; raise MountError otherwise.
+def mount_background(spec: MountSpec) -> DaemonLog:
+    """Start the daemon and return its log once the mount is live; raise MountError otherwise.
 
     The daemon is this process forked after its imports, which saves starting a second interpreter and
     importing everything again (about half of the mount time). Call it only while this process runs a
     single thread (the ``zarrfs`` command does): a fork copies just the calling thread.
     """
-    if threading.active_count() != 1:
-        raise RuntimeError("mount_background must be called from a single-threaded process")
-    # Checked here too (the daemon checks again) so that these errors need no process start.
-    check_fuse_available()
-    check_mountpoint(spec.mountpoint, spec.source)
-    log_file = spec.log_file or default_log_file(spec.mountpoint)
-    os.makedirs(os.path.dirname(log_file), exist_ok=True)
-    from zarrfs.frontends import fuse_ops  # noqa: F401  (loads libfuse once, before the fork)
+    spec = dataclasses.replace(spec, mountpoint=resolve(spec.mountpoint))
+    lock = prepare_mount(spec)  # checked here, in the parent, so that these errors need no process start
+    try:
+        if spec.log_file:
+            daemon_log = open_log_file(spec.log_file, spec.source, spec.mountpoint)
+        else:
+            daemon_log = open_default_log(spec.source, spec.mountpoint)
+        from zarrfs.frontends import fuse_ops  # noqa: F401  (loads libfuse once, before the fork)
 
-    log_fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        _start_daemon(spec, lock, daemon_log)
+    finally:
+        lock.release()
+    return daemon_log
+
+
+class _Cancellation:
+    """While the daemon starts, SIGINT (Ctrl-C), SIGTERM and SIGHUP are noted instead of ending ``zarrfs
+    mount`` at once: it first stops the daemon and removes any mount that daemon made."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._previous = {signum: signal.signal(signum, self._note) for signum in self.SIGNALS}
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signum)
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def ignore(self) -> None:
+        """A second Ctrl-C must not cut the cleanup short."""
+        for signum in self.SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def resume(self) -> NoReturn:
+        """End as the first signal would have ended this process."""
+        self.restore()
+        if self.received[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        sys.exit(128 + self.received[0])
+
+
+def _start_daemon(spec: MountSpec, lock: MountPointLock, daemon_log: DaemonLog) -> None:
+    if threading.active_count() != 1:
+        raise RuntimeError("the daemon must be forked from a single-threaded process")
     read_end, write_end = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        _run_daemon(spec, log_fd, ReadyPipe(write_end))  # never returns
-    os.close(log_fd)
-    os.close(write_end)
-    message = _wait_for_report(read_end, pid)
-    if message != READY_MESSAGE:
-        if not _reaped(pid):
-            os.kill(pid, signal.SIGTERM)
-        raise MountError(message or f"the daemon exited before the mount was live; see {log_file}")
-    return log_file
+    cancellation = _Cancellation()
+    try:
+        pid = os.fork()
+        if pid == 0:
+            cancellation.restore()
+            os.close(read_end)
+            _run_daemon(spec, lock, daemon_log.fd, ReadyPipe(write_end))  # never returns
+        os.close(daemon_log.fd)
+        os.close(write_end)
+        message = _wait_for_report(read_end, cancellation)
+        if message == READY_MESSAGE:
+            return
+        cancellation.ignore()
+        _abandon(pid, spec.mountpoint, grace=EXIT_GRACE_S if message else 0.0)
+        if cancellation.received:
+            cancellation.resume()
+        raise MountError(message or f"the daemon exited before the mount was live; see {daemon_log.path}")
+    finally:
+        cancellation.restore()
 
 
-def _run_daemon(spec: MountSpec, log_fd: int, ready_pipe: ReadyPipe) -> NoReturn:
+def _run_daemon(spec: MountSpec, lock: MountPointLock, log_fd: int, ready_pipe: ReadyPipe) -> NoReturn:
     """The forked daemon: a session of its own (it survives the shell that started the mount, and its
     Ctrl-C), stdin from /dev/null, stdout and stderr to the log file; serves until unmounted."""
     code = 2
@@ -290,18 +413,23 @@ def _run_daemon(spec: MountSpec, log_fd: int, ready_pipe: ReadyPipe) -> NoReturn
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
-        os.close(log_fd)
-        code = _serve_reporting(spec, ready_pipe)
+        configure_logging(spec.debug, os.fdopen(log_fd, "a", buffering=1))
+        code = _serve_reporting(spec, lock, ready_pipe)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)  # the parent's exit handlers (click's, atexit's) are not the daemon's
 
 
-def _serve_reporting(spec: MountSpec, ready_pipe: ReadyPipe) -> int:
+def _serve_reporting(spec: MountSpec, lock: MountPointLock, ready_pipe: ReadyPipe) -> int:
     """Serve; returns the exit status, and sends any failure before the mount went live to the parent."""
+
+    def on_live() -> None:
+        log.info("mount is live")
+        ready_pipe.send(READY_MESSAGE)
+
     try:
-        run_foreground(spec, ready_pipe)
+        serve(spec, lock, on_live, ready_pipe.send)
     except ZarrfsError as error:
         log.error("%s", error)
         return 1
@@ -312,94 +440,57 @@ def _serve_reporting(spec: MountSpec, ready_pipe: ReadyPipe) -> int:
     return 0
 
 
-def _reaped(pid: int) -> bool:
-    """Whether the child ``pid`` has exited (and is now reaped)."""
-    try:
-        return os.waitpid(pid, os.WNOHANG)[0] == pid
-    except ChildProcessError:
-        return True
+def _wait_for_report(read_end: int, cancellation: _Cancellation) -> str:
+    """The daemon's report line; "" if it ended without one, or the wait was cancelled or timed out."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    received = b""
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while not cancellation.received and b"\n" not in received:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return f"the daemon did not report a live mount within {READY_TIMEOUT_S:.0f} s; stopped it"
+            readable, _, _ = select.select([pipe], [], [], min(remaining, 0.1))
+            if readable:
+                chunk = pipe.read(4096)
+                if not chunk:
+                    break
+                received += chunk
+    return "" if cancellation.received else received.decode(errors="replace").strip()
 
 
-def _wait_for_report(read_end: int, pid: int) -> str:
-    result: list[str] = []
-
-    def read_report() -> None:
-        with os.fdopen(read_end, "rb") as pipe:
-            result.append(pipe.readline().decode(errors="replace").strip())
-
-    reader = threading.Thread(target=read_report, daemon=True)
-    reader.start()
-    reader.join(READY_TIMEOUT_S)
-    if reader.is_alive():
-        os.kill(pid, signal.SIGKILL)
-        return f"the daemon did not report a live mount within {READY_TIMEOUT_S:.0f} s; it was stopped"
-    return result[0] if result else ""
-
-
-def _fusermount() -> str | None:
-    return shutil.which("fusermount3") or shutil.which("fusermount")
+def _group_gone(pid: int, timeout: float) -> bool:
+    """Wait until the daemon ``pid`` and the rest of its process group (a fusermount3 it started) are gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            try:
+                os.kill(pid, 0)  # before its setsid() the daemon is in our group
+            except ProcessLookupError:
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
 
 
-def mounted_devices() -> dict[str, str]:
-    """Mount point -> "major:minor" of every mount, read from the kernel's table: unlike stat() of the mount
-    point, this never waits on a FUSE daemon, even a stuck one."""
-    devices = {}
-    with open("/proc/self/mountinfo") as table:
-        for line in table:
-            fields = line.split()
-            # Spaces and other special characters in paths are octal escapes (\040).
-            path = re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), fields[4])
-            devices[path] = fields[2]
-    return devices
+def _signal_daemon(pid: int, signum: int) -> None:
+    for send in (os.killpg, os.kill):
+        with contextlib.suppress(ProcessLookupError):
+            send(pid, signum)
 
 
-def _abort_connection(device: str) -> None:
-    """As root, cut a hung FUSE connection: every pending and future request fails at once."""
-    minor = device.split(":")[1]
-    try:
-        Path(f"/sys/fs/fuse/connections/{minor}/abort").write_text("1")
-    except OSError as error:
-        log.debug("could not abort FUSE connection %s: %s", minor, error.strerror)
-
-
-def _run_unmount(command: list[str]) -> subprocess.CompletedProcess[str] | None:
-    """Run an unmount command; None when it did not finish in time."""
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=UNMOUNT_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        return None
-
-
-def _unmount_command(path: str, lazy: bool) -> list[str]:
-    helper = _fusermount()
-    if helper is not None:
-        return [helper, "-u", *(["-z"] if lazy else []), path]
-    if os.geteuid() == 0:
-        return ["umount", *(["-l"] if lazy else []), path]
-    raise MountError("fusermount3 not found: install the fuse3 package (e.g. apt-get install fuse3)")
-
-
-def unmount(mountpoint: str, lazy: bool = False) -> None:
-    """Unmount a zarrfs (or any FUSE) mount, including a stale one whose daemon died; always returns."""
-    path = os.path.realpath(mountpoint)
-    device = mounted_devices().get(path)
-    if device is None:
-        raise MountError(f"not mounted: {mountpoint}")
-    result = _run_unmount(_unmount_command(path, lazy))
-    if result is None:
-        # The daemon does not answer: cut its connection (root) and detach the mount point.
-        if os.geteuid() == 0:
-            _abort_connection(device)
-        result = _run_unmount(_unmount_command(path, lazy=True))
-        if result is None or path in mounted_devices():
-            raise MountError(f"cannot unmount {mountpoint}: the daemon does not answer (try as root)")
-        log.warning("the daemon of %s did not answer; its connection was cut", mountpoint)
-        return
-    if result.returncode != 0:
-        reason = (result.stderr or result.stdout).strip().splitlines()
-        detail = reason[-1] if reason else f"exit code {result.returncode}"
-        if "busy" in detail.lower():
-            raise MountError(
-                f"{mountpoint} is busy (a process still uses it); close it, or run: zarrfs unmount --lazy"
-            )
-        raise MountError(f"cannot unmount {mountpoint}: {detail}")
+def _abandon(pid: int, mountpoint: str, grace: float) -> None:
+    """Stop a daemon that will not serve (after ``grace`` seconds to exit by itself), and remove any mount it
+    made: the mount point is still locked, so a zarrfs mount there now is that daemon's."""
+    if not _group_gone(pid, grace):
+        _signal_daemon(pid, signal.SIGTERM)  # libfuse unmounts on SIGTERM once it serves
+        if not _group_gone(pid, STOP_TIMEOUT_S):
+            _signal_daemon(pid, signal.SIGKILL)
+            _group_gone(pid, STOP_TIMEOUT_S)
+    left = mount_table().get(mountpoint)
+    if left is not None and left.is_zarrfs:
+        log.warning("removing the mount the stopped daemon left at %s", mountpoint)
+        unmount(mountpoint, lazy=True)
