@@ -82,6 +82,14 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     flags = [
         click.option("--series", type=int,
                      help="Which image series of a multi-series file to serve (default: 0)."),
+        click.option("--dataset", metavar="PATH",
+                     help="The image inside a container file or group, e.g. /Image in an HDF5 file."),
+        click.option("--axes", metavar="AXES",
+                     help="Names of the stored dimensions in their stored order, from t, c, z, y, x (e.g. "
+                          "zyx), for formats that do not record them."),
+        click.option("--pixel-size", multiple=True, metavar="AXIS=VALUE[UNIT]",
+                     help="Set or override a physical pixel size, e.g. z=20 (micrometer by default), "
+                          "x=0.325um, t=2.5s; repeat for several axes. Any format."),
         click.option("--chunks", metavar="N,N,...",
                      help="Chunk shape, right-aligned to the axes: '512,512' sets y and x, "
                           "'1,1,16,256,256' sets t,c,z,y,x. Default: a multiple of the source's tiles "

@@ -7,6 +7,7 @@ Both layouts can be served from one tree, their keys never collide: NGFF 0.4 on 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -155,6 +156,10 @@ def _documents(layout: Layout, source: ImageSource, name: str, method: str | Non
 
 def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
     info = source.info
+    if options.pixel_sizes:
+        # The user's sizes replace the source's, for everything served and described from here on.
+        info = dataclasses.replace(info, physical_sizes={**info.physical_sizes, **options.pixel_sizes})
+        source.info = info
     compressor = make_compressor(options.compressor, options.clevel)
     chunk_share = chunk_cache_bytes(options.cache_bytes)
     # The levels are built on the whole chunk share; once their sizes are known, the coarse ones get a cache

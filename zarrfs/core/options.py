@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from zarrfs.core.formats import FORMATS, NGFF_VERSIONS
 from zarrfs.errors import ZarrfsError
+from zarrfs.sources.base import PhysicalSize
+from zarrfs.units import udunits_name
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
 DOWNSAMPLE_METHODS = ("mean", "nearest", "mode")
@@ -40,6 +42,8 @@ class ServeOptions:
     """Options shared by every front end (FUSE mount, in-process store, ``info``)."""
 
     source: Mapping[str, Any] = field(default_factory=dict)  # the reader's own options by name, as set
+    # Physical pixel sizes the user sets, over what the source says (axis letter -> size).
+    pixel_sizes: Mapping[str, PhysicalSize] = field(default_factory=dict)
     chunks: tuple[int, ...] | None = None  # right-aligned to the axes: (512, 512) sets y and x
     compressor: str = "none"
     clevel: int | None = None
@@ -134,8 +138,46 @@ def parse_chunks(text: str) -> tuple[int, ...]:
     return chunks
 
 
+_PIXEL_SIZE = re.compile(r"\s*([tczyx])\s*=\s*([0-9.eE+-]+)\s*([^\s].*?)?\s*")
+
+
+def parse_pixel_sizes(values: str | Sequence[str] | Mapping[str, Any] | None) -> dict[str, PhysicalSize]:
+    """``--pixel-size z=20``, ``x=0.5um``, ``t=2.5 s`` (repeated, or comma-separated): a positive size per
+    axis, with a unit NGFF knows (micrometer if none is given for z, y, x; none for t)."""
+    if not values:
+        return {}
+    if isinstance(values, Mapping):
+        items = [f"{axis}={value}" for axis, value in values.items()]
+    else:
+        items = [
+            part for value in ([values] if isinstance(values, str) else values) for part in value.split(",")
+        ]
+    sizes: dict[str, PhysicalSize] = {}
+    for item in items:
+        match = _PIXEL_SIZE.fullmatch(item)
+        hint = "use AXIS=VALUE[UNIT] with AXIS one of t, z, y, x, e.g. z=20 or x=0.325um"
+        if match is None or match.group(1) == "c":
+            raise ZarrfsError(f"invalid --pixel-size {item.strip()!r}: {hint}")
+        axis, number, unit = match.groups()
+        try:
+            value = float(number)
+        except ValueError:
+            raise ZarrfsError(f"invalid --pixel-size {item.strip()!r}: {hint}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise ZarrfsError(f"invalid --pixel-size {item.strip()!r}: the size must be a positive number")
+        kind = "time" if axis == "t" else "space"
+        name = udunits_name(unit, kind) if unit else (None if axis == "t" else "micrometer")
+        if unit and name is None:
+            raise ZarrfsError(f"invalid --pixel-size {item.strip()!r}: unknown {kind} unit {unit!r}")
+        sizes[axis] = PhysicalSize(value, name)
+    return sizes
+
+
 def serve_options(
     series: int | None = None,
+    dataset: str | None = None,
+    axes: str | None = None,
+    pixel_size: str | Sequence[str] | Mapping[str, Any] | None = None,
     chunks: str | tuple[int, ...] | None = None,
     compressor: str = "none",
     clevel: int | None = None,
@@ -167,7 +209,13 @@ def serve_options(
     if passthrough not in ("auto", "off", True, False):
         raise ZarrfsError(f"--passthrough must be auto or off, not {passthrough!r}")
     return ServeOptions(
-        source={} if series is None else {"series": series},
+        # Options of one reader, passed on only when set: each reader refuses those it does not take.
+        source={
+            name: value
+            for name, value in (("series", series), ("dataset", dataset), ("axes", axes))
+            if value is not None
+        },
+        pixel_sizes=parse_pixel_sizes(pixel_size),
         chunks=parse_chunks(chunks) if isinstance(chunks, str) else (tuple(chunks) if chunks else None),
         compressor=compressor,
         clevel=clevel,
