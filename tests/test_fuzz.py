@@ -97,7 +97,8 @@ def _seeds() -> dict[str, Seed]:
         Seed(
             "stack_big_endian_lzw",
             _stack_bytes(_smooth((3, 40, 33), "uint16"), byteorder=">", rowsperstrip=9, compression="lzw"),
-            {},
+            # One plane per chunk (default chunks stack tiny planes): a damaged page fails only its chunk.
+            {"chunks": "1,40,33"},
         ),
         Seed(
             "bigtiff_zstd",
