@@ -11,6 +11,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from zarrfs import cancellation
+from zarrfs.cancellation import Cancelled
+
 V = TypeVar("V")
 
 
@@ -61,24 +64,47 @@ class ByteLRUCache(Generic[V]):
         self._lock = threading.Lock()
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> V:
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                self._hits += 1
-                return self._entries[key]
-            pending = self._pending.get(key)
-            owner = pending is None
+        """The cached value of ``key``, else the one ``compute()`` makes (once for all concurrent callers).
+
+        A computation cancelled because the request it ran for was given up (Cancelled) is as if it never
+        happened: a caller that waited for it and still wants the value computes it again.
+        """
+        while True:
+            with self._lock:
+                if key in self._entries:
+                    self._entries.move_to_end(key)
+                    self._hits += 1
+                    return self._entries[key]
+                pending = self._pending.get(key)
+                owner = pending is None
+                if owner:
+                    pending = self._pending[key] = _Pending[V]()
+                    self._misses += 1
+                else:
+                    self._hits += 1
+            assert pending is not None
             if owner:
-                pending = self._pending[key] = _Pending[V]()
-                self._misses += 1
-            else:
-                self._hits += 1
-        assert pending is not None
-        if not owner:
+                try:
+                    return self._compute(key, pending, compute)
+                finally:
+                    del pending  # a failure's traceback keeps this frame (see below)
             pending.done.wait()
-            if pending.error is not None:
-                raise pending.error
-            return pending.value  # type: ignore[return-value]
+            error = pending.error
+            if error is None:
+                return pending.value  # type: ignore[return-value]
+            del pending  # a failed wait leaves nothing in this frame that leads back to the error
+            if isinstance(error, Cancelled):
+                del error
+                cancellation.check()  # unless this caller's own request was given up too
+                continue
+            try:
+                raise error
+            finally:
+                # The traceback keeps this frame: holding the error here too would make a reference cycle,
+                # which keeps the failed computation's buffers until the cyclic collector runs.
+                del error
+
+    def _compute(self, key: Hashable, pending: _Pending[V], compute: Callable[[], V]) -> V:
         try:
             value = compute()
         except BaseException as error:
@@ -86,6 +112,7 @@ class ByteLRUCache(Generic[V]):
             with self._lock:
                 del self._pending[key]
             pending.done.set()
+            del pending  # the traceback keeps this frame: no way back from it to the error (see above)
             raise
         pending.value = value
         with self._lock:

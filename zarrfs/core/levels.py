@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from zarrfs import cancellation
 from zarrfs.lru import ByteLRUCache
 from zarrfs.sources import ImageSource
 
@@ -45,6 +46,9 @@ class PixelLevel(ABC):
     """
 
     downsampling: tuple[float, ...]
+    # Reductions between this level and one the source stores (0 for a stored level): how much work one chunk
+    # can take, by which front ends keep cheap requests from queueing behind costly ones.
+    computed_depth = 0
 
     def __init__(
         self,
@@ -139,14 +143,16 @@ class PixelLevel(ABC):
 
 
 class _Task(Generic[T]):
-    """One call of a batch, run by whichever thread claims it first: a pool worker or the batch's caller."""
+    """One call of a batch, run by whichever thread claims it first: a pool worker or the batch's caller,
+    either way for the request the batch was made for (its cancellation token)."""
 
-    __slots__ = ("call", "claim", "done", "error", "value")
+    __slots__ = ("call", "claim", "done", "error", "token", "value")
 
     def __init__(self, call: Callable[[], T]) -> None:
         self.call: Callable[[], T] | None = call
         self.claim = threading.Lock()
         self.done = threading.Event()
+        self.token = cancellation.current()
         self.value: T | None = None
         self.error: BaseException | None = None
 
@@ -156,20 +162,27 @@ class _Task(Generic[T]):
         call, self.call = self.call, None
         assert call is not None
         try:
-            self.value = call()
+            with cancellation.working_for(self.token):
+                cancellation.check()  # between two pieces: a given-up request starts no more of them
+                self.value = call()
         except BaseException as error:
             self.error = error
-        finally:
-            self.done.set()
+        self.done.set()
+        # A failure's traceback keeps this frame: it must not lead back to the error through the task.
+        del self
 
     def result(self) -> T:
         self.done.wait()
-        if self.error is not None:
-            raise self.error
-        # Handed over once: the pool's queue may still hold this task, and must not keep a chunk alive
-        # outside the cache's accounting.
+        # Handed over once: the pool's queue may still hold this task, and must not keep a chunk (or an error
+        # with its buffers) alive outside the cache's accounting.
         value, self.value = self.value, None
-        return value  # type: ignore[return-value]
+        error, self.error = self.error, None
+        if error is None:
+            return value  # type: ignore[return-value]
+        try:
+            raise error
+        finally:
+            del error  # the traceback keeps this frame: no cycle through this local
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -192,6 +205,8 @@ def run_concurrently(calls: list[Callable[[], T]]) -> list[T]:
     That keeps nested batches deadlock-free however few workers there are and however many threads (FUSE
     workers, pool workers inside an outer batch) make batches at once: a running call waits only for
     calls one level finer, which finish the same way. A failed call raises its error here, in the caller.
+    Calls run for the caller's request (see zarrfs.cancellation): once it is given up, calls not started yet
+    raise Cancelled instead of running.
     """
     tasks = [_Task(call) for call in calls]
     if len(tasks) > 1:
@@ -200,7 +215,11 @@ def run_concurrently(calls: list[Callable[[], T]]) -> list[T]:
             pool.submit(task.run)
     for task in tasks:
         task.run()
-    return [task.result() for task in tasks]
+    try:
+        return [task.result() for task in tasks]
+    finally:
+        # On failure the traceback keeps this frame: the other tasks' results must not stay alive with it.
+        del tasks
 
 
 class StoredLevel(PixelLevel):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from zarrfs.core import ServeOptions, open_dataset
+from zarrfs.core.requests import DEFAULT_TIMEOUT_S
 from zarrfs.errors import MountError, ZarrfsError
 from zarrfs.frontends.allocator import keep_freed_memory_for_reuse
 
@@ -33,8 +34,6 @@ READY_TIMEOUT_S = 120.0
 CACHE_TIMEOUT_S = 3600
 READ_AHEAD_KB = 4096
 UNMOUNT_TIMEOUT_S = 15.0
-# No FUSE request may keep a client waiting longer than this; it gets EIO instead.
-DEFAULT_REQUEST_TIMEOUT_S = 60.0
 LOG_FORMAT = "%(asctime)s zarrfs[%(process)d] %(levelname)s %(message)s"
 
 
@@ -48,7 +47,7 @@ class MountSpec:
     fuse_options: dict[str, str | bool] = field(default_factory=dict)
     log_file: str | None = None
     debug: bool = False
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S
+    request_timeout: float = DEFAULT_TIMEOUT_S  # a request taking longer gets EIO
 
 
 def parse_fuse_options(values: tuple[str, ...] | list[str]) -> dict[str, str | bool]:
