@@ -15,6 +15,7 @@ from zarrfs import cancellation
 from zarrfs.cancellation import Cancelled
 
 V = TypeVar("V")
+E = TypeVar("E", bound=BaseException)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,24 @@ class CacheStats:
     entries: int
     size_bytes: int
     capacity_bytes: int
+
+
+def without_tracebacks(error: E) -> E:
+    """``error``, and the errors it was raised from or while handling, stripped of their tracebacks.
+
+    For a failure kept to hand to another thread: its traceback's frames (and every caller of theirs) would
+    stay alive with it, with their buffers, and as soon as one of them leads back to whatever keeps the error
+    (a worker's frame holds its task), that is a reference cycle that only the cyclic collector frees, which
+    an idle daemon never runs. Failures are reported by their message, never by their traceback."""
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        link = pending.pop()
+        if id(link) not in seen:
+            seen.add(id(link))
+            link.__traceback__ = None
+            pending.extend(linked for linked in (link.__cause__, link.__context__) if linked is not None)
+    return error
 
 
 class _Pending(Generic[V]):
@@ -108,7 +127,7 @@ class ByteLRUCache(Generic[V]):
         try:
             value = compute()
         except BaseException as error:
-            pending.error = error
+            pending.error = without_tracebacks(error)
             with self._lock:
                 del self._pending[key]
             pending.done.set()

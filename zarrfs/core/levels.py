@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from zarrfs import cancellation
-from zarrfs.lru import ByteLRUCache
+from zarrfs.lru import ByteLRUCache, without_tracebacks
 from zarrfs.sources import ImageSource
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class _Task(Generic[T]):
                 cancellation.check()  # between two pieces: a given-up request starts no more of them
                 self.value = call()
         except BaseException as error:
-            self.error = error
+            self.error = without_tracebacks(error)
         self.done.set()
         # A failure's traceback keeps this frame: it must not lead back to the error through the task.
         del self
@@ -215,11 +215,17 @@ def run_concurrently(calls: list[Callable[[], T]]) -> list[T]:
             pool.submit(task.run)
     for task in tasks:
         task.run()
+    results: list[T] = []
     try:
-        return [task.result() for task in tasks]
-    finally:
-        # On failure the traceback keeps this frame: the other tasks' results must not stay alive with it.
-        del tasks
+        for task in tasks:
+            results.append(task.result())
+    except BaseException:
+        # The traceback keeps this frame: neither the other tasks, which may still get errors of their own,
+        # nor the results made so far may stay alive with it.
+        tasks.clear()
+        results.clear()
+        raise
+    return results
 
 
 class StoredLevel(PixelLevel):

@@ -108,8 +108,8 @@ class RequestPolicy:
         waited = asyncio.wrap_future(future)
         del future
         try:
-            done, _ = await asyncio.wait((waited,), timeout=self.timeout)
-            if not done:
+            await asyncio.wait((waited,), timeout=self.timeout)
+            if not waited.done():
                 raise self._timeout(path)
             return waited.result()
         except BaseException:  # over the time limit, or the awaiting task was cancelled
