@@ -103,6 +103,7 @@ def test_level_0_tiles_answer_at_once_while_coarse_tiles_of_an_80_gb_image_are_m
 def test_requests_for_stored_levels_never_queue_behind_computed_ones() -> None:
     _, dataset = slow_dataset()  # 10 ms per 32x32 source region
     coarsest = dataset.levels[-1]
+    threads_before = set(threading.enumerate())
     policy = RequestPolicy(dataset.tree, timeout=3, workers=2)
     outcomes: list[str] = []
 
@@ -127,5 +128,9 @@ def test_requests_for_stored_levels_never_queue_behind_computed_ones() -> None:
         for reader in readers:
             reader.join(30)
         assert len(outcomes) == 4
+        # Bounded: at most ``workers`` threads for each depth asked for (the coarsest one, and level 0).
+        started = set(threading.enumerate()) - threads_before
+        lanes = [thread.name for thread in started if thread.name.startswith("zarrfs-depth")]
+        assert 2 <= len(lanes) <= 4, lanes
     finally:
         policy.close()

@@ -65,9 +65,11 @@ class ZarrfsStore(Store):
     def __repr__(self) -> str:
         return f"ZarrfsStore({self.dataset.source.path!r})"
 
-    def _get_bytes_sync(
+    def _file_bytes(
         self, key: str, byte_range: ByteRequest | None, blocking: bool = True
     ) -> FileBytes | None:
+        """``byte_range`` of the file ``key``, None where there is none (a missing key, for zarr); called by
+        the request policy (not zarr's private ``_get_bytes_sync``, whose signature differs)."""
         try:
             data = self._tree.read_file(key, blocking)
         except (FileNotFoundError, IsADirectoryError):
@@ -78,7 +80,7 @@ class ZarrfsStore(Store):
         self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
     ) -> Buffer | None:
         prototype = prototype or default_buffer_prototype()
-        data = await self._requests.answer_async(self._get_bytes_sync, key, byte_range)
+        data = await self._requests.answer_async(self._file_bytes, key, byte_range)
         # A read-only view of the cached chunk, not a copy: numpy refuses any write to it.
         return None if data is None else prototype.buffer.from_bytes(data)
 
