@@ -53,12 +53,11 @@ class RequestTimeout(TimeoutError):
     """A request took longer than the time limit and was given up: an I/O error for that request only."""
 
 
-def check_timeout(timeout: float | None) -> float | None:
-    """The time limit in seconds, None for none (also given as ``inf``); ValueError unless positive."""
-    if timeout is None or timeout == math.inf:
-        return None
-    if not timeout > 0:  # also refuses NaN
-        raise ValueError(f"the time limit must be a positive number of seconds, not {timeout!r}")
+def check_timeout(timeout: float) -> float:
+    """The time limit in seconds; ValueError unless a positive, finite number. There is no "no limit" (as for
+    ``zarrfs mount --timeout``), so that no client can ever hang."""
+    if not 0 < timeout < math.inf:  # also refuses NaN
+        raise ValueError(f"the time limit must be a positive, finite number of seconds, not {timeout!r}")
     return float(timeout)
 
 
@@ -70,7 +69,7 @@ class RequestPolicy:
     the call raises, or RequestTimeout. Worker threads start on first use (not before a FUSE daemon forks)."""
 
     def __init__(
-        self, tree: VirtualTree, timeout: float | None = DEFAULT_TIMEOUT_S, workers: int = DEFAULT_WORKERS
+        self, tree: VirtualTree, timeout: float = DEFAULT_TIMEOUT_S, workers: int = DEFAULT_WORKERS
     ) -> None:
         self.tree = tree
         self.timeout = check_timeout(timeout)

@@ -50,7 +50,7 @@ class ZarrfsStore(Store):
     supports_partial_writes = False
     supports_listing = True
 
-    def __init__(self, dataset: Dataset, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, dataset: Dataset, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         super().__init__(read_only=True)
         self.dataset = dataset
         self._tree = dataset.tree
@@ -128,13 +128,13 @@ class ZarrfsStore(Store):
 
 
 def open_store(
-    source: str | os.PathLike[str], timeout: float | None = DEFAULT_TIMEOUT_S, **options: object
+    source: str | os.PathLike[str], timeout: float = DEFAULT_TIMEOUT_S, **options: object
 ) -> ZarrfsStore:
     """Serve ``source`` in-process: ``zarr.open_group(zarrfs.open_store("x.tif"), mode="r")``.
 
     Takes the same options as ``zarrfs mount`` (``series``, ``chunks``, ``compressor``, ``clevel``,
     ``cache_size``, ``timeout``), e.g. ``open_store("x.tif", compressor="blosc-lz4", cache_size="1GiB")``.
-    A read that takes longer than ``timeout`` seconds (None: no limit) raises
+    A read that takes longer than ``timeout`` seconds (positive, finite) raises
     ``zarrfs.core.requests.RequestTimeout``, a TimeoutError, where a mount answers EIO.
     """
     dataset = open_dataset(source, serve_options(**options))
