@@ -69,18 +69,18 @@ def test_store_hands_zarr_read_only_views_of_cached_chunks_without_a_thread_hop(
 ) -> None:
     from zarr.core.buffer import default_buffer_prototype
 
-    from zarrfs.frontends import store as store_module
+    from zarrfs.core import requests
 
     case = CASES["uint16_tiled_zlib"](tmp_path)
     store = zarrfs.open_store(case.path, compressor="none", chunks="128,128", ngff="0.4", levels=1)
     hops = []
-    to_thread = asyncio.to_thread
+    run_for = requests._run_for
 
-    async def counting_to_thread(*args: object) -> object:
+    def counting_run_for(*args: object) -> object:  # what a worker thread runs
         hops.append(args)
-        return await to_thread(*args)  # type: ignore[arg-type]
+        return run_for(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store_module.asyncio, "to_thread", counting_to_thread)
+    monkeypatch.setattr(requests, "_run_for", counting_run_for)
     prototype = default_buffer_prototype()
     try:
         first = asyncio.run(store.get("0/0/0", prototype)).as_numpy_array()

@@ -11,7 +11,11 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from zarrfs import cancellation
+from zarrfs.cancellation import Cancelled
+
 V = TypeVar("V")
+E = TypeVar("E", bound=BaseException)
 
 # Memory an entry takes beyond its value's bytes: its key (a tuple with a chunk index), the OrderedDict node,
 # the value's object header (a numpy array's is over 100 bytes) and the allocator's rounding. Measured with
@@ -29,6 +33,24 @@ class CacheStats:
     entries: int
     size_bytes: int
     capacity_bytes: int
+
+
+def without_tracebacks(error: E) -> E:
+    """``error``, and the errors it was raised from or while handling, stripped of their tracebacks.
+
+    For a failure kept to hand to another thread: its traceback's frames (and every caller of theirs) would
+    stay alive with it, with their buffers, and as soon as one of them leads back to whatever keeps the error
+    (a worker's frame holds its task), that is a reference cycle that only the cyclic collector frees, which
+    an idle daemon never runs. Failures are reported by their message, never by their traceback."""
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        link = pending.pop()
+        if id(link) not in seen:
+            seen.add(id(link))
+            link.__traceback__ = None
+            pending.extend(linked for linked in (link.__cause__, link.__context__) if linked is not None)
+    return error
 
 
 class _Pending(Generic[V]):
@@ -74,31 +96,55 @@ class ByteLRUCache(Generic[V]):
         self._lock = threading.Lock()
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> V:
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                self._hits += 1
-                return self._entries[key]
-            pending = self._pending.get(key)
-            owner = pending is None
+        """The cached value of ``key``, else the one ``compute()`` makes (once for all concurrent callers).
+
+        A computation cancelled because the request it ran for was given up (Cancelled) is as if it never
+        happened: a caller that waited for it and still wants the value computes it again.
+        """
+        while True:
+            with self._lock:
+                if key in self._entries:
+                    self._entries.move_to_end(key)
+                    self._hits += 1
+                    return self._entries[key]
+                pending = self._pending.get(key)
+                owner = pending is None
+                if owner:
+                    pending = self._pending[key] = _Pending[V]()
+                    self._misses += 1
+                else:
+                    self._hits += 1
+            assert pending is not None
             if owner:
-                pending = self._pending[key] = _Pending[V]()
-                self._misses += 1
-            else:
-                self._hits += 1
-        assert pending is not None
-        if not owner:
+                try:
+                    return self._compute(key, pending, compute)
+                finally:
+                    del pending  # a failure's traceback keeps this frame (see below)
             pending.done.wait()
-            if pending.error is not None:
-                raise pending.error
-            return pending.value  # type: ignore[return-value]
+            error = pending.error
+            if error is None:
+                return pending.value  # type: ignore[return-value]
+            del pending  # a failed wait leaves nothing in this frame that leads back to the error
+            if isinstance(error, Cancelled):
+                del error
+                cancellation.check()  # unless this caller's own request was given up too
+                continue
+            try:
+                raise error
+            finally:
+                # The traceback keeps this frame: holding the error here too would make a reference cycle,
+                # which keeps the failed computation's buffers until the cyclic collector runs.
+                del error
+
+    def _compute(self, key: Hashable, pending: _Pending[V], compute: Callable[[], V]) -> V:
         try:
             value = compute()
         except BaseException as error:
-            pending.error = error
+            pending.error = without_tracebacks(error)
             with self._lock:
                 del self._pending[key]
             pending.done.set()
+            del pending  # the traceback keeps this frame: no way back from it to the error (see above)
             raise
         pending.value = value
         with self._lock:

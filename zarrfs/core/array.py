@@ -43,6 +43,10 @@ class VirtualArray:
     def dtype(self) -> np.dtype:
         return self.level.dtype
 
+    @property
+    def computed_depth(self) -> int:
+        return self.level.computed_depth
+
     def contains(self, index: ChunkIndex) -> bool:
         return self.level.contains(index)
 

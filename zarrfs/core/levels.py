@@ -14,7 +14,8 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from zarrfs.lru import ByteLRUCache
+from zarrfs import cancellation
+from zarrfs.lru import ByteLRUCache, without_tracebacks
 from zarrfs.sources import ImageSource
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ class PixelLevel(ABC):
 
     downsampling: tuple[float, ...]
     first_pixel_centre: tuple[float, ...]
+    # Reductions between this level and one the source stores (0 for a stored level): how much work one chunk
+    # can take, by which front ends keep cheap requests from queueing behind costly ones.
+    computed_depth = 0
 
     def __init__(
         self,
@@ -141,14 +145,16 @@ class PixelLevel(ABC):
 
 
 class _Task(Generic[T]):
-    """One call of a batch, run by whichever thread claims it first: a pool worker or the batch's caller."""
+    """One call of a batch, run by whichever thread claims it first: a pool worker or the batch's caller,
+    either way for the request the batch was made for (its cancellation token)."""
 
-    __slots__ = ("call", "claim", "done", "error", "value")
+    __slots__ = ("call", "claim", "done", "error", "token", "value")
 
     def __init__(self, call: Callable[[], T]) -> None:
         self.call: Callable[[], T] | None = call
         self.claim = threading.Lock()
         self.done = threading.Event()
+        self.token = cancellation.current()
         self.value: T | None = None
         self.error: BaseException | None = None
 
@@ -158,20 +164,27 @@ class _Task(Generic[T]):
         call, self.call = self.call, None
         assert call is not None
         try:
-            self.value = call()
+            with cancellation.working_for(self.token):
+                cancellation.check()  # between two pieces: a given-up request starts no more of them
+                self.value = call()
         except BaseException as error:
-            self.error = error
-        finally:
-            self.done.set()
+            self.error = without_tracebacks(error)
+        self.done.set()
+        # A failure's traceback keeps this frame: it must not lead back to the error through the task.
+        del self
 
     def result(self) -> T:
         self.done.wait()
-        if self.error is not None:
-            raise self.error
-        # Handed over once: the pool's queue may still hold this task, and must not keep a chunk alive
-        # outside the cache's accounting.
+        # Handed over once: the pool's queue may still hold this task, and must not keep a chunk (or an error
+        # with its buffers) alive outside the cache's accounting.
         value, self.value = self.value, None
-        return value  # type: ignore[return-value]
+        error, self.error = self.error, None
+        if error is None:
+            return value  # type: ignore[return-value]
+        try:
+            raise error
+        finally:
+            del error  # the traceback keeps this frame: no cycle through this local
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -194,6 +207,8 @@ def run_concurrently(calls: list[Callable[[], T]]) -> list[T]:
     That keeps nested batches deadlock-free however few workers there are and however many threads (FUSE
     workers, pool workers inside an outer batch) make batches at once: a running call waits only for
     calls one level finer, which finish the same way. A failed call raises its error here, in the caller.
+    Calls run for the caller's request (see zarrfs.cancellation): once it is given up, calls not started yet
+    raise Cancelled instead of running.
     """
     tasks = [_Task(call) for call in calls]
     if len(tasks) > 1:
@@ -202,7 +217,17 @@ def run_concurrently(calls: list[Callable[[], T]]) -> list[T]:
             pool.submit(task.run)
     for task in tasks:
         task.run()
-    return [task.result() for task in tasks]
+    results: list[T] = []
+    try:
+        for task in tasks:
+            results.append(task.result())
+    except BaseException:
+        # The traceback keeps this frame: neither the other tasks, which may still get errors of their own,
+        # nor the results made so far may stay alive with it.
+        tasks.clear()
+        results.clear()
+        raise
+    return results
 
 
 class StoredLevel(PixelLevel):

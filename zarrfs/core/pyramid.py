@@ -48,6 +48,7 @@ class ComputedLevel(PixelLevel):
         chunks = tuple(min(chunk, extent) for chunk, extent in zip(parent.chunks, shape, strict=True))
         super().__init__(name, shape, parent.dtype, chunks, parent.cache, parent.fill_value)
         self.parent = parent
+        self.computed_depth = parent.computed_depth + 1
         self.factors = factors
         self.method = method
         self.downsampling = tuple(

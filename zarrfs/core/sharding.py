@@ -32,6 +32,10 @@ class ShardedArray:
         self.grid = tuple(math.ceil(g / n) for g, n in zip(inner.grid, chunks_per_shard, strict=True))
         self.index_nbytes = math.prod(chunks_per_shard) * INDEX_ENTRY_BYTES + CHECKSUM_BYTES
 
+    @property
+    def computed_depth(self) -> int:
+        return self.inner.computed_depth
+
     def contains(self, index: ChunkIndex) -> bool:
         return len(index) == len(self.grid) and all(0 <= i < n for i, n in zip(index, self.grid, strict=True))
 

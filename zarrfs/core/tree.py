@@ -40,6 +40,10 @@ class ChunkFiles(Protocol):
 
     grid: tuple[int, ...]
 
+    @property
+    def computed_depth(self) -> int:
+        """0 for files of a level the source stores, n for those of a level n reductions away from one."""
+
     def contains(self, index: ChunkIndex) -> bool: ...
 
     def file_size(self, index: ChunkIndex, blocking: bool = True) -> int: ...
@@ -169,6 +173,12 @@ class VirtualTree:
         size = chunk.files.file_size(chunk.index, blocking=False)
         self._check_without_waiting()
         return Entry(size)
+
+    def computed_depth(self, path: str) -> int:
+        """How far from the source the data at ``path`` lies: 0 for documents, directories and chunk files of
+        stored levels, n for chunk files of a level computed by n reductions (PixelLevel.computed_depth)."""
+        chunk = self._chunk_path("/".join(_split(path)))
+        return 0 if chunk is None or chunk.is_dir else chunk.files.computed_depth
 
     def listdir(self, path: str, start: int = 0) -> Iterator[str]:
         """Names in the directory at ``path`` from the ``start``-th on, produced lazily: a chunk directory can

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import ctypes
 import errno
 import itertools
@@ -17,9 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from zarrfs.core.levels import ChunkReadError
-from zarrfs.core.staleness import SourceChangedError
-from zarrfs.core.tree import FileBytes, VirtualTree, WouldBlock
+from zarrfs.core.requests import (
+    DEFAULT_WORKERS,
+    ChunkReadError,
+    RequestPolicy,
+    RequestTimeout,
+    SourceChangedError,
+)
+from zarrfs.core.tree import Entry, FileBytes, VirtualTree
 from zarrfs.errors import MountError
 
 log = logging.getLogger(__name__)
@@ -45,8 +49,8 @@ def load_fuse_binding() -> Any:
 _fuse = load_fuse_binding()
 FuseOSError = _fuse.FuseOSError
 
-# Chunk production releases the GIL in decoders and encoders; a few more threads than cores keep them busy.
-WORKER_THREADS = max(4, 2 * (os.cpu_count() or 1))
+# Workers for each kind of request (see zarrfs.core.requests).
+WORKER_THREADS = DEFAULT_WORKERS
 
 _threads_with_kept_state: set[int] = set()
 
@@ -94,14 +98,27 @@ def _read_only(*_args: object, **_kwargs: object) -> int:
     raise FuseOSError(errno.EROFS)
 
 
+def _errno_for(path: str, error: Exception) -> int:
+    """The errno to answer a failed request with; logs failures not logged where they happened."""
+    if isinstance(error, FileNotFoundError):
+        return errno.ENOENT
+    if isinstance(error, IsADirectoryError):
+        return errno.EISDIR
+    if isinstance(error, RequestTimeout):
+        log.error("%s: answered with EIO", error)
+    elif isinstance(error, SourceChangedError):
+        log.error("refused %s: %s", path, error.strerror)
+    elif not isinstance(error, ChunkReadError):  # a chunk's failure is logged where it happened
+        log.error("%s failed: %s: %s", path, type(error).__name__, error)
+    return errno.EIO
+
+
 class ZarrfsOperations(_fuse.Operations):
     """Read-only FUSE view of a VirtualTree. ``on_init`` runs once libfuse has started serving.
 
-    Calls are answered on the libfuse thread when they need no chunk made and no source data read
-    (documents, directories, known sizes, cached chunks). The others run in a worker pool and are answered
-    with EIO after ``request_timeout`` seconds, so that no client (and no libfuse thread) waits forever on a
-    stuck read. Handing every call to a worker cost 30-40 us per request, as much as the rest of a cached
-    read.
+    Lookups and reads follow the shared request policy (zarrfs.core.requests): answered on the libfuse thread
+    when they need no chunk made and no source data read, else in a worker, with EIO after
+    ``request_timeout`` seconds so that no client (and no libfuse thread) waits forever on a stuck read.
     """
 
     use_ns = True
@@ -118,37 +135,16 @@ class ZarrfsOperations(_fuse.Operations):
         self.uid = os.getuid()
         self.gid = os.getgid()
         self.mtime_ns = mtime_ns
-        self.request_timeout = request_timeout
-        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
+        # Its workers start with the first request that needs one, once the mount is up (libfuse may fork
+        # while daemonizing before that).
+        self.requests = RequestPolicy(tree, request_timeout, WORKER_THREADS)
 
     def init(self, path: str) -> None:
-        # Threads start only once the mount is up (libfuse may fork while daemonizing before this).
-        self._workers = concurrent.futures.ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="zarrfs")
         if self.on_init is not None:
             self.on_init()
 
     def destroy(self, path: str) -> None:
-        if self._workers is not None:
-            self._workers.shutdown(wait=False, cancel_futures=True)
-
-    def _bounded(self, call: Callable[..., Any], *args: Any) -> Any:
-        """Run ``call`` within the time limit; a stuck call keeps its worker but no longer the client."""
-        assert self._workers is not None
-        future = self._workers.submit(call, *args)
-        try:
-            return future.result(timeout=self.request_timeout)
-        except concurrent.futures.TimeoutError:
-            log.error(
-                "%s%s took longer than %g s: answered with EIO", call.__name__, args, self.request_timeout
-            )
-            raise FuseOSError(errno.EIO) from None
-
-    def _answer(self, call: Callable[..., Any], *args: Any) -> Any:
-        """``call(*args)`` answered at once if it can be without blocking, else within the time limit."""
-        try:
-            return call(*args, blocking=False)
-        except WouldBlock:
-            return self._bounded(call, *args)
+        self.requests.close()
 
     def _attributes(self, size: int, is_dir: bool) -> dict[str, int]:
         attributes = {
@@ -166,14 +162,11 @@ class ZarrfsOperations(_fuse.Operations):
             )
         return attributes
 
-    def _stat(self, path: str) -> Any:
+    def _stat(self, path: str) -> Entry:
         try:
-            entry = self._answer(self.tree.stat, path)
-        except SourceChangedError as error:
-            log.error("refused %s: %s", path, error.strerror)
-            raise FuseOSError(errno.EIO) from None
-        except OSError as error:  # a compressed chunk whose size needs an encode that failed
-            raise FuseOSError(errno.EIO) from error
+            entry = self.requests.answer(self.tree.stat, path)
+        except Exception as error:
+            raise FuseOSError(_errno_for(path, error)) from None
         if entry is None:
             raise FuseOSError(errno.ENOENT)
         return entry
@@ -212,21 +205,9 @@ class ZarrfsOperations(_fuse.Operations):
 
     def read(self, path: str, size: int, offset: int, fh: int) -> FileBytes:
         try:
-            result: FileBytes = self._answer(self.tree.read, path, offset, size)
-            return result
-        except FileNotFoundError:
-            raise FuseOSError(errno.ENOENT) from None
-        except IsADirectoryError:
-            raise FuseOSError(errno.EISDIR) from None
-        except SourceChangedError as error:
-            log.error("refused %s: %s", path, error.strerror)
-            raise FuseOSError(errno.EIO) from None
-        except ChunkReadError as error:
-            # Logged where it happened; this chunk fails, the daemon keeps serving.
-            raise FuseOSError(errno.EIO) from error
+            return self.requests.answer(self.tree.read, path, offset, size)
         except Exception as error:
-            log.error("reading %s failed: %s: %s", path, type(error).__name__, error)
-            raise FuseOSError(errno.EIO) from error
+            raise FuseOSError(_errno_for(path, error)) from None
 
     def statfs(self, path: str) -> dict[str, int]:
         return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}

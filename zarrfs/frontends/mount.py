@@ -26,6 +26,7 @@ from types import FrameType
 from typing import NoReturn, TextIO
 
 from zarrfs.core import ServeOptions, open_dataset
+from zarrfs.core.requests import DEFAULT_TIMEOUT_S
 from zarrfs.errors import MountError, ZarrfsError
 from zarrfs.frontends.allocator import keep_freed_memory_for_reuse
 from zarrfs.frontends.daemon_log import CapturedStderr, DaemonLog, open_default_log, open_log_file
@@ -50,8 +51,6 @@ EXIT_GRACE_S = 5.0
 # Served content never changes while mounted: let the kernel cache attributes, lookups and misses.
 CACHE_TIMEOUT_S = 3600
 READ_AHEAD_KB = 4096
-# No FUSE request may keep a client waiting longer than this; it gets EIO instead.
-DEFAULT_REQUEST_TIMEOUT_S = 60.0
 LOG_FORMAT = "%(asctime)s zarrfs[%(process)d] %(levelname)s %(message)s"
 # zarrfs recognises its mounts by the subtype (file system type fuse.zarrfs): a user may not change it.
 RESERVED_FUSE_OPTIONS = ("subtype",)
@@ -67,7 +66,7 @@ class MountSpec:
     fuse_options: dict[str, str | bool] = field(default_factory=dict)
     log_file: str | None = None
     debug: bool = False
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S
+    request_timeout: float = DEFAULT_TIMEOUT_S  # a request taking longer gets EIO
 
 
 def parse_fuse_options(values: tuple[str, ...] | list[str]) -> dict[str, str | bool]:

@@ -11,7 +11,8 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
 from zarrfs.core import Dataset, open_dataset
 from zarrfs.core.options import serve_options
-from zarrfs.core.tree import FileBytes, VirtualTree, WouldBlock
+from zarrfs.core.requests import DEFAULT_TIMEOUT_S, RequestPolicy
+from zarrfs.core.tree import FileBytes, VirtualTree
 
 
 def _byte_slice(size: int, byte_range: ByteRequest | None) -> slice:
@@ -38,17 +39,22 @@ def _walk_files(tree: VirtualTree, directory: str) -> Iterator[str]:
 
 class ZarrfsStore(Store):
     """The served OME-Zarr hierarchy of one source as a zarr-python store; chunks are made on demand in
-    worker threads, so zarr's concurrent reads decode source tiles in parallel."""
+    worker threads, so zarr's concurrent reads decode source tiles in parallel.
+
+    Requests follow the same policy as a mount's (zarrfs.core.requests): documents and cached chunks are
+    answered on the event loop, the rest in workers; a request over ``timeout`` seconds raises
+    RequestTimeout (a TimeoutError) and its work is dropped."""
 
     supports_writes = False
     supports_deletes = False
     supports_partial_writes = False
     supports_listing = True
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: Dataset, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         super().__init__(read_only=True)
         self.dataset = dataset
         self._tree = dataset.tree
+        self._requests = RequestPolicy(dataset.tree, timeout)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ZarrfsStore) and other.dataset is self.dataset
@@ -59,9 +65,11 @@ class ZarrfsStore(Store):
     def __repr__(self) -> str:
         return f"ZarrfsStore({self.dataset.source.path!r})"
 
-    def _get_bytes_sync(
+    def _file_bytes(
         self, key: str, byte_range: ByteRequest | None, blocking: bool = True
     ) -> FileBytes | None:
+        """``byte_range`` of the file ``key``, None where there is none (a missing key, for zarr); called by
+        the request policy (not zarr's private ``_get_bytes_sync``, whose signature differs)."""
         try:
             data = self._tree.read_file(key, blocking)
         except (FileNotFoundError, IsADirectoryError):
@@ -72,12 +80,7 @@ class ZarrfsStore(Store):
         self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
     ) -> Buffer | None:
         prototype = prototype or default_buffer_prototype()
-        try:
-            data = self._get_bytes_sync(key, byte_range, blocking=False)
-        except WouldBlock:
-            # Making the chunk decodes or reads the source: in a worker thread, so that zarr's concurrent
-            # gets make chunks in parallel. Metadata and cached chunks need no thread.
-            data = await asyncio.to_thread(self._get_bytes_sync, key, byte_range)
+        data = await self._requests.answer_async(self._file_bytes, key, byte_range)
         # A read-only view of the cached chunk, not a copy: numpy refuses any write to it.
         return None if data is None else prototype.buffer.from_bytes(data)
 
@@ -87,7 +90,7 @@ class ZarrfsStore(Store):
         return list(await asyncio.gather(*(self.get(key, prototype, rng) for key, rng in key_ranges)))
 
     async def exists(self, key: str) -> bool:
-        entry = self._tree.stat(key)
+        entry = await self._requests.answer_async(self._tree.stat, key)
         return entry is not None and not entry.is_dir
 
     async def set(self, key: str, value: Buffer) -> None:
@@ -120,13 +123,23 @@ class ZarrfsStore(Store):
 
     def close(self) -> None:
         super().close()
+        self._requests.close()
         self.dataset.close()
 
 
-def open_store(source: str | os.PathLike[str], **options: object) -> ZarrfsStore:
+def open_store(
+    source: str | os.PathLike[str], timeout: float = DEFAULT_TIMEOUT_S, **options: object
+) -> ZarrfsStore:
     """Serve ``source`` in-process: ``zarr.open_group(zarrfs.open_store("x.tif"), mode="r")``.
 
     Takes the same options as ``zarrfs mount`` (``series``, ``chunks``, ``compressor``, ``clevel``,
-    ``cache_size``), e.g. ``open_store("x.tif", compressor="blosc-lz4", cache_size="1GiB")``.
+    ``cache_size``, ``timeout``), e.g. ``open_store("x.tif", compressor="blosc-lz4", cache_size="1GiB")``.
+    A read that takes longer than ``timeout`` seconds (positive, finite) raises
+    ``zarrfs.core.requests.RequestTimeout``, a TimeoutError, where a mount answers EIO.
     """
-    return ZarrfsStore(open_dataset(source, serve_options(**options)))
+    dataset = open_dataset(source, serve_options(**options))
+    try:
+        return ZarrfsStore(dataset, timeout)
+    except BaseException:
+        dataset.close()
+        raise
