@@ -17,10 +17,10 @@ import tifffile
 from tiff_cases import CASES, Case, write_bad_files
 
 from zarrfs.errors import SourceError
-from zarrfs.sources import open_source
+from zarrfs.sources import open_source, pixelfile
 from zarrfs.sources.base import Channel, PhysicalSize
-from zarrfs.sources.tiff import TiffSource, is_tiff_header, pixelfile
-from zarrfs.sources.tiff.pixelfile import PixelFile
+from zarrfs.sources.pixelfile import PixelFile
+from zarrfs.sources.tiff import TiffSource, is_tiff_header
 from zarrfs.units import udunits_name
 
 REPO = Path(__file__).resolve().parents[1]

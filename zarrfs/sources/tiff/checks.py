@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import tifffile
 
-from zarrfs.errors import SourceError
+from zarrfs.errors import SourceError, one_line
 from zarrfs.sources.tiff.geometry import check_geometry, is_whole, segment_kind
 from zarrfs.sources.tiff.metadata import compression_name
 from zarrfs.sources.tiff.structure import check_ome_planes, count_ifds
@@ -33,13 +33,6 @@ _OTHER_FORMAT_SIGNATURES = {
 def is_tiff_header(header: bytes) -> bool:
     """True if ``header`` (the first bytes of a file) starts like a classic TIFF or a BigTIFF."""
     return header[:4] in TIFF_SIGNATURES
-
-
-def one_line(error: BaseException) -> str:
-    """An exception's message shortened to one line, for error messages that must stay one line."""
-    text = str(error).strip().splitlines()
-    message = text[0] if text else type(error).__name__
-    return message if len(message) <= 160 else message[:157] + "..."
 
 
 def _describe_foreign_header(header: bytes) -> str:

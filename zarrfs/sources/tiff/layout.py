@@ -120,11 +120,6 @@ class SegmentGrid:
         return blocks * self.width_segments + column_block
 
 
-def blocks_touched(start: int, stop: int, block_size: int) -> range:
-    """The numbers of the blocks of ``block_size`` that indices start..stop-1 fall in."""
-    return range(start // block_size, (stop - 1) // block_size + 1)
-
-
 @dataclass(frozen=True)
 class StoredDim:
     """One series dimension that is part of a canonical axis: its size, where it is stored, and for ``page``

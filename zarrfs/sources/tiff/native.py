@@ -17,8 +17,8 @@ import numpy as np
 import tifffile
 
 from zarrfs.sources.base import NativeBlocks
+from zarrfs.sources.pixelfile import PixelFile
 from zarrfs.sources.tiff.layout import SegmentGrid, plane_targets
-from zarrfs.sources.tiff.pixelfile import PixelFile
 from zarrfs.sources.tiff.readers import LevelReader, Page, PagedLevel, stored_segment
 
 # TIFF compression -> the numcodecs id that decodes its tiles unchanged ("none": raw). Deflate tiles are zlib

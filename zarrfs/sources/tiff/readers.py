@@ -10,12 +10,12 @@ from collections.abc import Sequence
 import numpy as np
 import tifffile
 
-from zarrfs.errors import SourceError
+from zarrfs.errors import SourceError, one_line
 from zarrfs.lru import ByteLRUCache
-from zarrfs.sources.tiff.checks import one_line
+from zarrfs.sources.blocks import blocks_touched
+from zarrfs.sources.pixelfile import PixelFile
 from zarrfs.sources.tiff.geometry import segment_kind
-from zarrfs.sources.tiff.layout import LevelPlan, SegmentGrid, blocks_touched, plane_targets, storage_unit
-from zarrfs.sources.tiff.pixelfile import PixelFile
+from zarrfs.sources.tiff.layout import LevelPlan, SegmentGrid, plane_targets, storage_unit
 
 Page = tifffile.TiffPage | tifffile.TiffFrame
 
@@ -28,13 +28,6 @@ REMEMBERED_OUTER_REGIONS = 1024
 # tiny tile. A byte count beyond this much is corrupt, and is refused before anything is allocated for it.
 STORED_GROWTH = 4
 STORED_SLACK_BYTES = 2**20
-
-
-def segment_cache(capacity_bytes: int) -> ByteLRUCache[np.ndarray]:
-    """Decoded segments kept for the next region that needs them (typically one huge strip read chunk by
-    chunk). A segment larger than the whole capacity is still kept, alone: the alternative is decoding a huge
-    strip again for every chunk cut from it."""
-    return ByteLRUCache(capacity_bytes, sizeof=lambda array: array.nbytes, keep_oversized=True)
 
 
 class LevelReader(ABC):

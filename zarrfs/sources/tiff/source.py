@@ -10,6 +10,8 @@ import tifffile
 from zarrfs.errors import SourceError
 from zarrfs.lru import ByteLRUCache
 from zarrfs.sources.base import ImageSource, Level, NativeBlocks, SourceInfo
+from zarrfs.sources.blocks import decoded_block_cache
+from zarrfs.sources.pixelfile import PixelFile
 from zarrfs.sources.tiff.checks import (
     check_contiguous_data,
     check_decodable,
@@ -22,8 +24,7 @@ from zarrfs.sources.tiff.geometry import check_geometry, check_segment_size, che
 from zarrfs.sources.tiff.layout import AxisMap, plan_level
 from zarrfs.sources.tiff.metadata import describe, image_metadata
 from zarrfs.sources.tiff.native import NativeLevel, native_level
-from zarrfs.sources.tiff.pixelfile import PixelFile
-from zarrfs.sources.tiff.readers import ContiguousLevel, LevelReader, PagedLevel, segment_cache
+from zarrfs.sources.tiff.readers import ContiguousLevel, LevelReader, PagedLevel
 from zarrfs.sources.tiff.tifflog import tifffile_messages
 
 # Decoded tiles or strips that more than one region needs (typically one huge strip read chunk by chunk).
@@ -45,7 +46,7 @@ class TiffSource(ImageSource):
         try:
             with tifffile_messages(path):
                 self._tiff = open_tifffile(path)
-                self._open_series(self._tiff, series, segment_cache(segment_cache_bytes))
+                self._open_series(self._tiff, series, decoded_block_cache(segment_cache_bytes))
         except BaseException:
             self.close()
             raise
