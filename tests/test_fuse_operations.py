@@ -40,11 +40,10 @@ def _paths(names: list[str]) -> list[str]:
 
 
 def _errno_of(call: Callable[[], object]) -> int | None:
-    from mfusepy import FuseOSError
-
+    # libfuse's binding answers any OSError an operation raises with its errno.
     try:
         call()
-    except FuseOSError as error:
+    except OSError as error:
         return error.errno
     return None
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numcodecs.blosc
@@ -26,3 +29,20 @@ def test_open_store_leaves_numcodecs_blosc_settings_alone(tmp_path: Path) -> Non
         assert numcodecs.blosc.get_nthreads() == before[1]
     finally:
         numcodecs.blosc.use_threads = before[0]
+
+
+def test_importing_the_fuse_front_end_loads_no_libfuse_and_leaves_the_environment() -> None:
+    code = (
+        "import os, sys; before = dict(os.environ); "
+        "import zarrfs.frontends.fuse_ops, zarrfs.frontends.mount, zarrfs.frontends.fuse_binding; "
+        "assert 'mfusepy' not in sys.modules, 'mfusepy imported'; "
+        "assert not any('libfuse' in line for line in open('/proc/self/maps')), 'libfuse loaded'; "
+        "from zarrfs.frontends.fuse_binding import fuse_class; fuse_class(); "
+        "assert any('libfuse' in line for line in open('/proc/self/maps')), 'libfuse not loaded on use'; "
+        "assert dict(os.environ) == before, 'environment changed'"
+    )
+    env = {key: value for key, value in __import__("os").environ.items() if key != "FUSE_LIBRARY_NAME"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr

@@ -220,8 +220,10 @@ def serve(
     """Open the source, mount and serve until unmounted or signalled (SIGINT/SIGTERM). ``prepare_mount`` has
     checked the mount point and locked it; the lock is let go once the mount is live."""
     try:
-        from zarrfs.frontends.fuse_ops import FUSE, ZarrfsOperations
+        from zarrfs.frontends.fuse_binding import fuse_class
+        from zarrfs.frontends.fuse_ops import ZarrfsOperations
 
+        FUSE = fuse_class()
         keep_freed_memory_for_reuse()  # this process is the daemon: its allocator is ours to tune
         dataset = open_dataset(spec.source, spec.options)
     except ZarrfsError as error:
@@ -338,7 +340,9 @@ def mount_background(spec: MountSpec) -> DaemonLog:
             daemon_log = open_log_file(spec.log_file, spec.source, spec.mountpoint)
         else:
             daemon_log = open_default_log(spec.source, spec.mountpoint)
-        from zarrfs.frontends import fuse_ops  # noqa: F401  (loads libfuse once, before the fork)
+        from zarrfs.frontends.fuse_binding import fuse_class
+
+        fuse_class()  # loads libfuse once, before the fork
 
         _start_daemon(spec, lock, daemon_log)
     finally:
