@@ -41,7 +41,7 @@ def test_importing_the_fuse_front_end_loads_no_libfuse_and_leaves_the_environmen
         "assert any('libfuse' in line for line in open('/proc/self/maps')), 'libfuse not loaded on use'; "
         "assert dict(os.environ) == before, 'environment changed'"
     )
-    env = {key: value for key, value in __import__("os").environ.items() if key != "FUSE_LIBRARY_NAME"}
+    env = {key: value for key, value in os.environ.items() if key != "FUSE_LIBRARY_NAME"}
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
     )
