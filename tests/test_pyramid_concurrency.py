@@ -13,9 +13,12 @@ from array_source import ArraySource
 from block_reference import block_reduce
 from test_pyramid import LARGE_CACHE_BYTES, sample_data, whole_level
 
-from zarrfs.core.levels import ChunkReadError, PixelLevel, StoredLevel, new_cache, run_concurrently
+from zarrfs.core.levels import ChunkReadError, FanOut, PixelLevel, StoredLevel, new_cache
 from zarrfs.core.options import ServeOptions
 from zarrfs.core.pyramid import computed_levels
+
+# Batches of these tests run on one runner, as a dataset's levels share theirs.
+FANOUT = FanOut()
 
 
 class SlowSource(ArraySource):
@@ -83,7 +86,7 @@ def test_run_concurrently_nested_deeper_than_the_pool() -> None:
         if depth == 0:
             time.sleep(0.001)
             return 1
-        return sum(run_concurrently([lambda: tree(depth - 1) for _ in range(3)]))
+        return sum(FANOUT.run([lambda: tree(depth - 1) for _ in range(3)]))
 
     with ThreadPoolExecutor(8) as callers:
         assert list(callers.map(lambda _: tree(5), range(8))) == [3**5] * 8
@@ -94,5 +97,5 @@ def test_run_concurrently_raises_the_failure_of_a_call() -> None:
         raise KeyError("broken")
 
     with pytest.raises(KeyError, match="broken"):
-        run_concurrently([lambda: 1, fail, lambda: 3])
-    assert run_concurrently([lambda: 1, lambda: 2]) == [1, 2]
+        FANOUT.run([lambda: 1, fail, lambda: 3])
+    assert FANOUT.run([lambda: 1, lambda: 2]) == [1, 2]

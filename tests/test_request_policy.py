@@ -29,11 +29,14 @@ import zarrfs
 from zarrfs import cancellation
 from zarrfs.cancellation import Cancelled, CancelToken
 from zarrfs.core import Dataset, build_dataset
-from zarrfs.core.levels import ChunkReadError, run_concurrently
+from zarrfs.core.levels import ChunkReadError, FanOut
 from zarrfs.core.options import serve_options
 from zarrfs.core.requests import DEFAULT_TIMEOUT_S, RequestPolicy, RequestTimeout
 from zarrfs.frontends.mount import MountSpec
 from zarrfs.lru import ByteLRUCache
+
+# Batches of these tests run on one runner, as a dataset's levels share theirs.
+FANOUT = FanOut()
 
 
 def one_slow_strip(path: Path, side: int = 6000) -> np.ndarray:
@@ -148,7 +151,7 @@ def test_cancelled_batches_nested_deeper_than_the_pool_end_promptly_and_the_pool
         if depth == 0:
             time.sleep(0.002)
             return 1
-        return sum(run_concurrently([lambda: tree(depth - 1) for _ in range(4)]))
+        return sum(FANOUT.run([lambda: tree(depth - 1) for _ in range(4)]))
 
     tokens = [CancelToken() for _ in range(4)]
     outcomes: list[str] = []
@@ -172,7 +175,7 @@ def test_cancelled_batches_nested_deeper_than_the_pool_end_promptly_and_the_pool
         thread.join(10)
     assert outcomes == ["cancelled"] * 4
     assert time.monotonic() - started < 2
-    assert run_concurrently([lambda: tree(2), lambda: 5]) == [16, 5]
+    assert FANOUT.run([lambda: tree(2), lambda: 5]) == [16, 5]
 
 
 class FailingSource(ArraySource):

@@ -46,3 +46,29 @@ def test_importing_the_fuse_front_end_loads_no_libfuse_and_leaves_the_environmen
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_each_dataset_has_its_own_fanout_workers_and_they_end_with_it(tmp_path: Path) -> None:
+    import threading
+
+    from zarrfs.core import open_dataset
+    from zarrfs.core.options import serve_options
+
+    image = tmp_path / "image.tif"
+    tifffile.imwrite(image, np.arange(1024 * 1024, dtype=np.uint16).reshape(1024, 1024), tile=(128, 128))
+
+    def fanout_threads() -> set[threading.Thread]:
+        return {thread for thread in threading.enumerate() if thread.name.startswith("zarrfs-fanout")}
+
+    before = fanout_threads()
+    first = open_dataset(image, serve_options(chunks="128,128"))
+    second = open_dataset(image, serve_options(chunks="128,128"))
+    assert first.fanout is not second.fanout
+    # A chunk of the coarsest level needs every level-0 chunk: made by the dataset's own workers.
+    first.levels[-1].chunk_pixels((0, 0))
+    assert fanout_threads() - before
+    first.close()
+    second.close()
+    for thread in fanout_threads() - before:
+        thread.join(5)
+    assert not fanout_threads() - before

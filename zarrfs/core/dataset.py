@@ -17,7 +17,7 @@ from zarrfs.core.array import VirtualArray
 from zarrfs.core.chunking import cache_room, check_cache_room, default_chunk_limit, resolve_chunks
 from zarrfs.core.codecs import Compressor, make_compressor
 from zarrfs.core.formats import FORMATS, NgffFormat, json_bytes
-from zarrfs.core.levels import PixelLevel, StoredLevel, new_cache
+from zarrfs.core.levels import FanOut, PixelLevel, StoredLevel, new_cache
 from zarrfs.core.options import ServeOptions
 from zarrfs.core.pyramid import ComputedLevel, computed_levels
 from zarrfs.core.sharding import ShardedArray
@@ -86,7 +86,8 @@ class Layout:
 
 @dataclass
 class Dataset:
-    """Everything served for one source; owns the source and the shared cache."""
+    """Everything served for one source; owns the source, the shared cache and the workers that make the
+    chunks a computed chunk needs."""
 
     source: ImageSource
     options: ServeOptions
@@ -97,9 +98,11 @@ class Dataset:
     layouts: list[Layout]
     tree: VirtualTree
     name: str
+    fanout: FanOut
 
     def close(self) -> None:
         self.source.close()
+        self.fanout.close()
 
 
 def _native_source(
@@ -167,11 +170,12 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
     cache = new_cache(chunk_share)
     name = os.path.basename(source.path)
     levels: list[PixelLevel] = []
+    fanout = FanOut()
     for index, stored in enumerate(info.levels):
         chunks = resolve_chunks(
             info.axes, stored, info.dtype.itemsize, options.chunks, default_chunk_limit(chunk_share)
         )
-        levels.append(StoredLevel(source, index, chunks, cache))
+        levels.append(StoredLevel(source, index, chunks, cache, fanout))
     # Computed levels have their parent's chunks or smaller ones.
     largest_chunk = max(math.prod(level.chunks) for level in levels) * info.dtype.itemsize
     check_cache_room(largest_chunk, options.cache_bytes, chunk_cache_bytes, options.chunks is not None)
@@ -193,7 +197,7 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
         for level, files in zip(levels, layout.files, strict=True):
             arrays.setdefault(level.name, {})[layout.format.chunk_prefix] = files
     tree = VirtualTree(documents, arrays, guard=SourceWatch(source.path).check)
-    return Dataset(source, options, compressor, cache, coarse_cache, levels, layouts, tree, name)
+    return Dataset(source, options, compressor, cache, coarse_cache, levels, layouts, tree, name, fanout)
 
 
 def open_dataset(path: str | os.PathLike[str], options: ServeOptions | None = None) -> Dataset:

@@ -62,8 +62,10 @@ class PixelLevel(ABC):
         chunks: tuple[int, ...],
         cache: ByteLRUCache[CachedValue],
         fill_value: int | float | bool | complex,
+        fanout: FanOut,
     ) -> None:
         self.name = name
+        self.fanout = fanout  # makes the chunks a region needs concurrently
         self.fill_value = fill_value  # what edge-chunk padding holds, and the arrays' Zarr fill value
         self.shape = shape
         self.dtype = dtype.newbyteorder("<")
@@ -122,7 +124,7 @@ class PixelLevel(ABC):
             tuple(a + i for a, i in zip(first, offset, strict=True))
             for offset in np.ndindex(*(b - a + 1 for a, b in zip(first, last, strict=True)))
         ]
-        chunks = run_concurrently([lambda index=index: self.chunk_pixels(index) for index in indices])
+        chunks = self.fanout.run([lambda index=index: self.chunk_pixels(index) for index in indices])
         for chunk_index, pixels in zip(indices, chunks, strict=True):
             have = self.chunk_region(chunk_index)
             overlap = [
@@ -187,47 +189,57 @@ class _Task(Generic[T]):
             del error  # the traceback keeps this frame: no cycle through this local
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+class FanOut:
+    """Runs batches of calls for one dataset: its own pool of workers (one per core), made on first use so
+    that no thread exists before a FUSE daemon has forked, and ended with the dataset."""
 
+    def __init__(self, workers: int | None = None) -> None:
+        self._workers = workers or os.cpu_count() or 2
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
-def _fanout_pool() -> ThreadPoolExecutor:
-    """Made on first use, so that no thread exists before a FUSE daemon has forked."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="zarrfs-fanout")
-        return _pool
+    def _started(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="zarrfs-fanout")
+            return self._pool
 
+    def run(self, calls: list[Callable[[], T]]) -> list[T]:
+        """The results of ``calls``, made by the pool's workers and by the calling thread together.
 
-def run_concurrently(calls: list[Callable[[], T]]) -> list[T]:
-    """The results of ``calls``, made by the shared pool's workers and by the calling thread together.
-
-    The caller runs every call no worker has started, so it only ever waits for calls already running.
-    That keeps nested batches deadlock-free however few workers there are and however many threads (FUSE
-    workers, pool workers inside an outer batch) make batches at once: a running call waits only for
-    calls one level finer, which finish the same way. A failed call raises its error here, in the caller.
-    Calls run for the caller's request (see zarrfs.cancellation): once it is given up, calls not started yet
-    raise Cancelled instead of running.
-    """
-    tasks = [_Task(call) for call in calls]
-    if len(tasks) > 1:
-        pool = _fanout_pool()
-        for task in tasks[1:]:
-            pool.submit(task.run)
-    for task in tasks:
-        task.run()
-    results: list[T] = []
-    try:
+        The caller runs every call no worker has started, so it only ever waits for calls already running.
+        That keeps nested batches deadlock-free however few workers there are and however many threads (FUSE
+        workers, pool workers inside an outer batch) make batches at once: a running call waits only for
+        calls one level finer, which finish the same way. A failed call raises its error here, in the
+        caller. Calls run for the caller's request (see zarrfs.cancellation): once it is given up, calls not
+        started yet raise Cancelled instead of running.
+        """
+        tasks = [_Task(call) for call in calls]
+        if len(tasks) > 1:
+            pool = self._started()
+            for task in tasks[1:]:
+                pool.submit(task.run)
         for task in tasks:
-            results.append(task.result())
-    except BaseException:
-        # The traceback keeps this frame: neither the other tasks, which may still get errors of their own,
-        # nor the results made so far may stay alive with it.
-        tasks.clear()
-        results.clear()
-        raise
-    return results
+            task.run()
+        results: list[T] = []
+        try:
+            for task in tasks:
+                results.append(task.result())
+        except BaseException:
+            # The traceback keeps this frame: neither the other tasks, which may still get errors of their
+            # own, nor the results made so far may stay alive with it.
+            tasks.clear()
+            results.clear()
+            raise
+        return results
+
+    def close(self) -> None:
+        """End the workers. Calls they had not started are run by the callers that made them (see ``run``),
+        so none is lost."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 class StoredLevel(PixelLevel):
@@ -239,9 +251,12 @@ class StoredLevel(PixelLevel):
         level: int,
         chunks: tuple[int, ...],
         cache: ByteLRUCache[CachedValue],
+        fanout: FanOut | None = None,
     ) -> None:
+        """``fanout`` is the dataset's; a level made on its own (as in tests) gets one of its own."""
         shape = source.info.levels[level].shape
-        super().__init__(str(level), shape, source.info.dtype, chunks, cache, source.info.fill)
+        fill = source.info.fill
+        super().__init__(str(level), shape, source.info.dtype, chunks, cache, fill, fanout or FanOut())
         self.source = source
         self.level = level
         full = source.info.levels[0].shape

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from zarrfs.core.levels import PixelLevel, run_concurrently
+from zarrfs.core.levels import PixelLevel
 from zarrfs.core.options import DOWNSAMPLE_METHODS, ServeOptions
 from zarrfs.sources import PhysicalSize, SourceInfo
 
@@ -46,7 +46,7 @@ class ComputedLevel(PixelLevel):
             math.ceil(extent / factor) for extent, factor in zip(parent.shape, factors, strict=True)
         )
         chunks = tuple(min(chunk, extent) for chunk, extent in zip(parent.chunks, shape, strict=True))
-        super().__init__(name, shape, parent.dtype, chunks, parent.cache, parent.fill_value)
+        super().__init__(name, shape, parent.dtype, chunks, parent.cache, parent.fill_value, parent.fanout)
         self.parent = parent
         self.computed_depth = parent.computed_depth + 1
         self.factors = factors
@@ -92,7 +92,7 @@ class ComputedLevel(PixelLevel):
             )
             out[target] = downsample(pixels, self.factors, self.method)
 
-        run_concurrently(
+        self.fanout.run(
             [functools.partial(reduce_piece, piece) for piece in itertools.product(*pieces_per_axis)]
         )
         return out
