@@ -46,9 +46,7 @@ demo: setup
 
 # Tests that need FUSE (or the tools above) fail where they cannot run; ZARRFS_REQUIRE_FUSE=0 skips them instead,
 # and the run ends with their count. Any non-zero pytest exit fails the target, 5 (no test collected) included.
-test: setup test-deps
-	$(PY) -m ruff check zarrfs tests scripts
-	$(PY) -m ruff format --check zarrfs tests scripts
+test: lint test-deps
 	$(PY) -m pytest
 
 # Benchmarks against the alternatives users would pick; writes BENCHMARKS.md (needs ~60 GB free disk, ~20 min).
@@ -59,6 +57,7 @@ bench: setup
 lint: setup
 	$(PY) -m ruff check zarrfs tests scripts
 	$(PY) -m ruff format --check zarrfs tests scripts
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -13,12 +13,12 @@ import click
 from zarrfs import __version__
 from zarrfs.core.codecs import COMPRESSOR_NAMES
 from zarrfs.core.describe import printable
+from zarrfs.core.formats import NGFF_VERSIONS
 from zarrfs.core.options import (
     DOWNSAMPLE_METHODS,
     MAX_TIMEOUT_S,
     MIN_CACHE_BYTES,
     MIN_TIMEOUT_S,
-    NGFF_VERSIONS,
     SIZE_SYNTAX,
     human_bytes,
     parse_timeout,
@@ -42,7 +42,7 @@ class _OptionError(click.ClickException):
         _say("error", self.message)
 
 
-class _Checked(click.ParamType):
+class _Checked(click.ParamType[Any, Any]):
     """An option value read by one of zarrfs's own parsers, which raise ZarrfsError with the whole story."""
 
     def __init__(self, name: str, parse: Callable[[str], Any]) -> None:

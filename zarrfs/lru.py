@@ -77,7 +77,7 @@ class ByteLRUCache(Generic[V]):
     def __init__(
         self,
         capacity_bytes: int,
-        sizeof: Callable[[V], int] = len,
+        sizeof: Callable[[V], int] = len,  # type: ignore[assignment]  # values without len() pass their own
         keep_oversized: bool = False,
         entry_overhead: int = ENTRY_OVERHEAD_BYTES,
     ) -> None:

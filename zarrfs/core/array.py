@@ -91,14 +91,15 @@ class VirtualArray:
             pixels = self.level.chunk_pixels(index) if blocking else self.level.cached_chunk_pixels(index)
             if pixels is None:
                 raise WouldBlock
-            return memoryview(pixels).cast("B")
+            return memoryview(pixels.data).cast("B")
         key = ("encoded", self.encoding.key, self.level.name, index)
-        if blocking:
-            value = self.level.cache.get_or_compute(key, lambda: self._encode(index))
-        else:
-            value = self.level.cache.peek(key)
-            if value is None:
-                raise WouldBlock
+        value = (
+            self.level.cache.get_or_compute(key, lambda: self._encode(index))
+            if blocking
+            else self.level.cache.peek(key)
+        )
+        if value is None:
+            raise WouldBlock
         assert isinstance(value, bytes)
         return memoryview(value)
 

@@ -126,7 +126,8 @@ def _build_layout(
     compressor: Compressor,
     options: ServeOptions,
 ) -> Layout:
-    arrays, files = [], []
+    arrays: list[VirtualArray] = []
+    files: list[ChunkFiles] = []
     for level in levels:
         encoding = fmt.encoding(compressor, level.dtype)
         native = _native_source(source, level, compressor, fmt, options.passthrough)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -124,7 +125,7 @@ class PixelLevel(ABC):
             tuple(a + i for a, i in zip(first, offset, strict=True))
             for offset in np.ndindex(*(b - a + 1 for a, b in zip(first, last, strict=True)))
         ]
-        chunks = self.fanout.run([lambda index=index: self.chunk_pixels(index) for index in indices])
+        chunks = self.fanout.run([functools.partial(self.chunk_pixels, index) for index in indices])
         for chunk_index, pixels in zip(indices, chunks, strict=True):
             have = self.chunk_region(chunk_index)
             overlap = [

@@ -13,7 +13,7 @@ from typing import Any
 from zarrfs.core.formats import FORMATS, NGFF_VERSIONS
 from zarrfs.errors import ZarrfsError
 from zarrfs.sources.base import PhysicalSize
-from zarrfs.units import udunits_name
+from zarrfs.units import UnitKind, udunits_name
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
 DOWNSAMPLE_METHODS = ("mean", "nearest", "mode")
@@ -165,7 +165,7 @@ def parse_pixel_sizes(values: str | Sequence[str] | Mapping[str, Any] | None) ->
             raise ZarrfsError(f"invalid --pixel-size {item.strip()!r}: {hint}") from None
         if not (math.isfinite(value) and value > 0):
             raise ZarrfsError(f"invalid --pixel-size {item.strip()!r}: the size must be a positive number")
-        kind = "time" if axis == "t" else "space"
+        kind: UnitKind = "time" if axis == "t" else "space"
         name = udunits_name(unit, kind) if unit else (None if axis == "t" else "micrometer")
         if unit and name is None:
             raise ZarrfsError(f"invalid --pixel-size {item.strip()!r}: unknown {kind} unit {unit!r}")

@@ -125,7 +125,7 @@ def downsample(pixels: np.ndarray, factors: tuple[int, ...], method: str) -> np.
     parts_per_axis = []
     for extent, factor in zip(pixels.shape, factors, strict=True):
         whole_blocks, remainder = divmod(extent, factor)
-        parts = []
+        parts: list[tuple[slice, slice, int]] = []
         if whole_blocks:
             parts.append((slice(0, whole_blocks * factor), slice(0, whole_blocks), factor))
         if remainder:
@@ -133,8 +133,8 @@ def downsample(pixels: np.ndarray, factors: tuple[int, ...], method: str) -> np.
                 (slice(extent - remainder, extent), slice(whole_blocks, whole_blocks + 1), remainder)
             )
         parts_per_axis.append(parts)
-    for parts in itertools.product(*parts_per_axis):
-        source, target, block = zip(*parts, strict=True)
+    for combination in itertools.product(*parts_per_axis):
+        source, target, block = zip(*combination, strict=True)
         out[target] = _reduce_equal_blocks(pixels[source], block, method)
     return out
 

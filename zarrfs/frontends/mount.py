@@ -249,7 +249,7 @@ def serve(
         request_timeout=spec.request_timeout,
         on_init=when_serving,
     )
-    fuse_options: dict[str, str | bool] = {
+    fuse_options: dict[str, str | bool | int] = {
         "ro": True,
         "fsname": escape_fuse_option(f"zarrfs:{spec.source}"),
         "subtype": FUSE_SUBTYPE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
 
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
@@ -128,7 +129,7 @@ class ZarrfsStore(Store):
 
 
 def open_store(
-    source: str | os.PathLike[str], timeout: float = DEFAULT_TIMEOUT_S, **options: object
+    source: str | os.PathLike[str], timeout: float = DEFAULT_TIMEOUT_S, **options: Any
 ) -> ZarrfsStore:
     """Serve ``source`` in-process: ``zarr.open_group(zarrfs.open_store("x.tif"), mode="r")``.
 

@@ -55,7 +55,8 @@ class PixelFile:
         """Fill the C-contiguous uint8 array ``rows`` (rows, length) with ``length`` bytes from each of its
         rows ``row_stride`` bytes apart in the file from ``offset`` on."""
         count, length = rows.shape
-        flat = memoryview(rows).cast("B")  # refuses a non-contiguous array (reshape would silently copy)
+        # Refuses a non-contiguous array (reshape would silently copy).
+        flat = memoryview(rows.data).cast("B")
         if row_stride == length or count == 1:  # one run of bytes
             self.read_into([flat], offset)
             return

@@ -147,6 +147,7 @@ def _missing_codec_error(what: str, path: str) -> SourceError:
 
 def check_contiguous_data(level: tifffile.TiffPageSeries, pages: int, path: str) -> None:
     """``pages`` uncompressed pages stored back to back from the level's data offset."""
+    assert level.dataoffset is not None  # the caller picked this reader because it is set
     _check_data_end(level.dataoffset + pages * level.keyframe.nbytes, path)
 
 

@@ -43,6 +43,7 @@ def segment_kind(page: Page) -> str:
     """Whether the page stores tiles or strips, for messages; safe on tags of any type (tifffile's
     ``is_tiled`` is not)."""
     keyframe = page.keyframe
+    assert keyframe is not None  # a frame's keyframe is set by tifffile when it is read
     return "tile" if is_whole(keyframe.tilewidth) and keyframe.tilewidth > 0 else "strip"
 
 

@@ -72,6 +72,7 @@ def native_level(reader: LevelReader) -> NativeLevel | None:
     planes = _planes(reader)
     if planes is None:
         return None
+    assert keyframe.dtype is not None  # _codec checked it
     itemsize = keyframe.dtype.itemsize
     raw_tile_bytes = grid.segment_length * grid.segment_width * itemsize if codec == "none" else None
     segments = grid.separate * grid.length_segments * grid.width_segments

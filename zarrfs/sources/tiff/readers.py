@@ -296,6 +296,9 @@ class PagedLevel(LevelReader):
             raise SourceError(
                 f"cannot decode {kind} {index} of page {page.index} ({one_line(error)}): {file.path}"
             ) from error
+        if segment is None:  # tifffile's way of saying the segment holds no data
+            kind = "tile" if self.plan.grid.tiled else "strip"
+            raise SourceError(f"{kind} {index} of page {page.index} decodes to nothing: {file.path}")
         return segment
 
     def _paste(
