@@ -14,17 +14,6 @@ import zarrfs
 from zarrfs.frontends.store import ZarrfsStore
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_every_case_reads_back_equal_through_the_store(name: str, tmp_path: Path) -> None:
-    case = CASES[name](tmp_path)
-    store = zarrfs.open_store(case.path, series=case.series, compressor="blosc-lz4", cache_size="64MiB")
-    try:
-        group = zarr.open_group(store, mode="r", zarr_format=2)
-        np.testing.assert_array_equal(group["0"][...], case.expected)
-    finally:
-        store.close()
-
-
 def test_store_lists_keys_and_is_read_only(tmp_path: Path) -> None:
     case = CASES["uint16_tiled_zlib"](tmp_path)
     store = zarrfs.open_store(case.path, chunks="128,128", ngff="0.4", levels=1)
