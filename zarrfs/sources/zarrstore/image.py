@@ -49,19 +49,14 @@ class StoreImage:
 
 def find_image(root: str, options: Mapping[str, Any]) -> StoreImage:
     """The image at ``root`` (or at ``options["dataset"]`` inside it)."""
-    node = read_node(root, "")
-    if node is None:
-        raise SourceError(f"no Zarr or N5 metadata in {root}")
     dataset = options.get("dataset")
-    if dataset is not None:
-        path = "/".join(part for part in str(dataset).split("/") if part and part != ".")
-        chosen = read_node(root, path) if path else node
-        if chosen is None:
+    path = "/".join(part for part in str(dataset or "").split("/") if part and part != ".")
+    node = read_node(root, path)
+    if node is None:
+        if dataset is not None:
             raise SourceError(f"--dataset {dataset}: no Zarr array or group at {path or '/'} in {root}")
-        node = chosen
-    documents = [*node.documents]
-    image = _image_of(node, options, documents)
-    return image
+        raise SourceError(f"no Zarr or N5 metadata in {root}")
+    return _image_of(node, options, [*node.documents])
 
 
 def _image_of(node: Node, options: Mapping[str, Any], documents: list[str]) -> StoreImage:
@@ -71,9 +66,8 @@ def _image_of(node: Node, options: Mapping[str, Any], documents: list[str]) -> S
         return _ngff_image(node, options, documents)
     if _n5_levels(node):
         return _n5_multiscale(node, options, documents)
-    candidates = list(_candidates(node, SEARCH_DEPTH))
+    candidates = list(_candidates(node, SEARCH_DEPTH, documents))
     if len(candidates) == 1:
-        documents.extend(candidates[0].documents)
         return _image_of(candidates[0], options, documents)
     if not candidates:
         raise SourceError(
@@ -87,10 +81,12 @@ def _image_of(node: Node, options: Mapping[str, Any], documents: list[str]) -> S
     )
 
 
-def _candidates(group: Node, depth: int) -> Iterator[Node]:
-    """Images under a group: multiscale groups (not searched further) and arrays of 2 or more dimensions."""
+def _candidates(group: Node, depth: int, documents: list[str]) -> Iterator[Node]:
+    """Images under a group: multiscale groups (not searched further) and arrays of 2 or more dimensions.
+    The documents read on the way are added to ``documents``: they decided what is served."""
     found = 0
     for child in child_nodes(group):
+        documents.extend(child.documents)
         if child.is_array:
             if len(child.shape) >= 2:
                 found += 1
@@ -99,7 +95,7 @@ def _candidates(group: Node, depth: int) -> Iterator[Node]:
             found += 1
             yield child
         elif depth > 1:
-            for grandchild in _candidates(child, depth - 1):
+            for grandchild in _candidates(child, depth - 1, documents):
                 found += 1
                 yield grandchild
         if found >= SEARCH_LIMIT:
