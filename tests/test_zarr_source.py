@@ -264,3 +264,23 @@ def test_a_corrupt_chunk_fails_that_chunk_only(tmp_path: Path) -> None:
         np.testing.assert_array_equal(served, data[32:, 32:])
     log = (tmp_path / "zarrfs.log").read_text()
     assert "corrupt.zarr" in log or "chunk (0, 0)" in log
+
+
+@pytest.mark.parametrize(("compressor", "size"), [(None, 100), (numcodecs.Zlib(), 10 * 2**30)])
+def test_a_corrupt_chunk_file_passed_through_fails_that_chunk_only(
+    compressor: numcodecs.abc.Codec | None, size: int, tmp_path: Path
+) -> None:
+    """A raw chunk file of the wrong size, a compressed one larger than any encoding of its chunk (a sparse
+    10 GiB file: refused without reading or allocating it)."""
+    path = tmp_path / "store.zarr"
+    data = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    zarr.create_array(path, shape=(64, 64), chunks=(32, 32), dtype="uint16", zarr_format=2,
+                      compressors=compressor)[...] = data  # fmt: skip
+    os.truncate(path / "0.0", size)
+    flags = ["--compressor", "zlib"] if compressor is not None else []
+    with mounted(path, tmp_path / "mnt", "--chunks", "32,32", "--ngff", "0.4", *flags) as mnt:
+        with pytest.raises(OSError) as failure:
+            (mnt / "0" / "0" / "0").read_bytes()
+        assert failure.value.errno == errno.EIO
+        assert (mnt / "0" / "1" / "1").read_bytes() == (path / "1.1").read_bytes()  # passed through
+    assert "chunk file" in (tmp_path / "zarrfs.log").read_text()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,9 @@ from zarrfs.sources.zarrstore.nodes import ZARR2, ZARR3, Node
 
 _V2_CODECS = frozenset({"zlib", "zstd", "blosc"})
 _V3_SHUFFLES = {"noshuffle": 0, "shuffle": 1}
+# No codec passed through makes a chunk file larger than this (they add headers, and barely grow noise).
+MAX_EXPANSION = 4
+MAX_OVERHEAD_BYTES = 2**20
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class NativeChunks:
     directory: str
     grid_shape: tuple[int, ...]
     key: Callable[[tuple[int, ...]], str]  # chunk index -> path relative to the array's directory
-    opened_ns: int  # when the source was opened: a chunk file changed since is refused
+    max_bytes: int  # a larger chunk file is corrupt: refused without reading (or allocating) it; raw: exact
 
     def read(self, index: tuple[int, ...]) -> bytes | None:
         """The stored bytes of chunk ``index``, or None where no file was written (fill value)."""
@@ -49,8 +51,15 @@ class NativeChunks:
             return None
         try:
             status = os.fstat(descriptor)
-            if status.st_ctime_ns > self.opened_ns:
-                raise SourceError(f"chunk file {path} changed after the source was opened: remount it")
+            if self.blocks.codec is None and status.st_size != self.max_bytes:
+                raise SourceError(
+                    f"chunk file {path} is corrupt: {status.st_size} bytes, a raw chunk is {self.max_bytes}"
+                )
+            if status.st_size > self.max_bytes:
+                raise SourceError(
+                    f"chunk file {path} is corrupt: {status.st_size} bytes, more than any encoding of its "
+                    f"chunk takes ({self.max_bytes})"
+                )
             data = os.pread(descriptor, status.st_size, 0)
             if len(data) != status.st_size:
                 raise SourceError(f"chunk file {path} shrank while it was read")
@@ -160,6 +169,6 @@ def native_chunks(
         return None
     shape = node.shape
     grid = tuple(math.ceil(extent / chunk) for extent, chunk in zip(shape, chunks, strict=True))
-    return NativeChunks(
-        NativeBlocks(canonical(chunks), codec), node.directory, canonical(grid), key, time.time_ns()
-    )
+    raw_bytes = math.prod(chunks) * dtype.itemsize
+    limit = raw_bytes if codec is None else MAX_EXPANSION * raw_bytes + MAX_OVERHEAD_BYTES
+    return NativeChunks(NativeBlocks(canonical(chunks), codec), node.directory, canonical(grid), key, limit)
