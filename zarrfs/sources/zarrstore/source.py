@@ -98,7 +98,8 @@ class ZarrSource(ImageSource):
         try:
             pixels = array[tuple(stored_region)].read().result()
         except Exception as error:  # a corrupt or unreadable chunk: an I/O error for this region only
-            raise SourceError(f"{self.image.levels[level].name}: {_first_line(error)}") from None
+            node = self.image.levels[level]
+            raise SourceError(f"{node.format} array {node.name}: {_first_line(error)}") from None
         return np.ascontiguousarray(pixels.transpose(self._order))
 
     def native_blocks(self, level: int) -> NativeBlocks | None:
