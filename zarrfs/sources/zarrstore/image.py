@@ -296,5 +296,5 @@ def _n5_multiscale(node: Node, options: Mapping[str, Any], documents: list[str])
         documents.extend(level.documents)
     first = _plain_array(levels[0], options, [])
     sizes = _n5_resolution(node.attributes, first.stored_axes) or dict(first.physical_sizes)
-    kind = f"N5 multiscale group {node.name} ({len(levels)} levels)"
+    kind = f"N5 multiscale group {node.name}"
     return StoreImage(kind, tuple(levels), first.stored_axes, sizes, (), tuple(documents))

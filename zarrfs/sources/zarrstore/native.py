@@ -153,11 +153,9 @@ def _stored_chunks(node: Node) -> tuple[int, ...] | None:
     return tuple(int(size) for size in (grid.get("configuration") or {}).get("chunk_shape", ()))
 
 
-def native_chunks(
-    node: Node, canonical: Callable[[tuple[int, ...]], tuple[int, ...]], dtype: np.dtype
-) -> NativeChunks | None:
-    """The array's chunk files as native blocks (the caller checks that no transposition is needed), or None
-    when a served chunk cannot be them."""
+def native_chunks(node: Node, dtype: np.dtype) -> NativeChunks | None:
+    """The array's chunk files as native blocks (the caller checks that the stored order is the canonical
+    one), or None when a served chunk cannot be them."""
     if node.format == ZARR2:
         passes, codec = _v2_codec(node.metadata, dtype)
     elif node.format == ZARR3:
@@ -171,4 +169,4 @@ def native_chunks(
     grid = tuple(math.ceil(extent / chunk) for extent, chunk in zip(shape, chunks, strict=True))
     raw_bytes = math.prod(chunks) * dtype.itemsize
     limit = raw_bytes if codec is None else MAX_EXPANSION * raw_bytes + MAX_OVERHEAD_BYTES
-    return NativeChunks(NativeBlocks(canonical(chunks), codec), node.directory, canonical(grid), key, limit)
+    return NativeChunks(NativeBlocks(chunks, codec), node.directory, grid, key, limit)

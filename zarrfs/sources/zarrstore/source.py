@@ -39,34 +39,36 @@ class ZarrSource(ImageSource):
             check_readable(node)
         # Where each canonical axis is among the stored dimensions: the canonical view is the stored array
         # transposed by this (N5, x first, is reversed; xarray's ("x", "y") swapped).
-        self._order = tuple(image.stored_axes.index(axis) for axis in image.axes)
+        order = tuple(image.stored_axes.index(axis) for axis in image.axes)
         context = ts.Context({"cache_pool": {"total_bytes_limit": 0}})
         arrays = []
         for node in image.levels:
             spec = {"driver": _DRIVERS[node.format], "kvstore": {"driver": "file", "path": node.directory}}
             try:
-                arrays.append(ts.open(spec, read=True, open=True, context=context).result())
+                stored = ts.open(spec, read=True, open=True, context=context).result()
             except Exception as error:  # tensorstore says ValueError for everything it cannot open
                 raise SourceError(
                     f"cannot open {node.format} array {node.name} in {path}: {_first_line(error)}"
                 ) from None
+            # The canonical view; tensorstore lays pixels out in it while it copies them, in its threads.
+            arrays.append(stored[ts.d[list(order)].transpose[:]])
         self._arrays: list[Any] | None = arrays
         dtype = np.dtype(arrays[0].dtype.numpy_dtype).newbyteorder("=")
         levels = []
         for array in arrays:
             if np.dtype(array.dtype.numpy_dtype) != dtype or array.rank != arrays[0].rank:
                 break  # an odd reduced level: serve the levels before it
-            shape = self._canonical(tuple(array.shape))
-            unit = self._canonical(tuple(array.chunk_layout.read_chunk.shape))
+            shape = tuple(array.shape)
+            unit = tuple(array.chunk_layout.read_chunk.shape)
             levels.append(
                 Level(shape, tuple(min(size, extent) for size, extent in zip(unit, shape, strict=True)))
             )
         del arrays[len(levels) :]
         fill = arrays[0].fill_value
-        identity = self._order == tuple(range(len(self._order)))
+        # Stored chunks can be served chunks only where the stored order is the canonical one.
+        identity = order == tuple(range(len(order)))
         self._native: list[NativeChunks | None] = [
-            native_chunks(node, self._canonical, dtype) if identity else None
-            for node in image.levels[: len(levels)]
+            native_chunks(node, dtype) if identity else None for node in image.levels[: len(levels)]
         ]
         self.info = SourceInfo(
             axes=image.axes,
@@ -77,9 +79,6 @@ class ZarrSource(ImageSource):
             description=_describe(image, levels),
             fill_value=None if fill is None else np.asarray(fill).item(),
         )
-
-    def _canonical(self, stored: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(stored[position] for position in self._order)
 
     def files(self) -> tuple[str, ...]:
         # The metadata documents: chunk files are not named, a store may have millions of them.
@@ -92,15 +91,12 @@ class ZarrSource(ImageSource):
         array = arrays[level]
         if len(region) != array.rank:
             raise ValueError(f"region has {len(region)} axes, the image has {array.rank}")
-        stored_region = [slice(0, 0)] * array.rank
-        for canonical, position in enumerate(self._order):
-            stored_region[position] = region[canonical]
         try:
-            pixels = array[tuple(stored_region)].read().result()
+            pixels = array[region].read(order="C").result()
         except Exception as error:  # a corrupt or unreadable chunk: an I/O error for this region only
             node = self.image.levels[level]
             raise SourceError(f"{node.format} array {node.name}: {_first_line(error)}") from None
-        return np.ascontiguousarray(pixels.transpose(self._order))
+        return np.asarray(pixels)
 
     def native_blocks(self, level: int) -> NativeBlocks | None:
         native = self._native_level(level)
