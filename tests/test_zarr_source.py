@@ -95,6 +95,29 @@ def test_mounted_store_reads_as_its_source(name: str, store_dir: Path, tmp_path:
         assert "".join(axes) == made.axes
 
 
+@pytest.mark.parametrize(
+    ("name", "flags"),
+    [
+        ("ome_zarr_05_sharded", ["--ngff", "0.5", "--shards", "2"]),
+        ("v3_sharded_transposed", ["--chunks", "2,16,16", "--compressor", "blosc-zstd"]),
+        ("n5_multiscale", ["--chunks", "20,30", "--compressor", "zlib", "--shards", "2"]),
+        ("v2_zlib_xarray", ["--chunks", "35,45", "--compressor", "zstd", "--levels", "1"]),
+    ],
+)
+def test_served_rechunked_reencoded_and_sharded(
+    name: str, flags: list[str], store_dir: Path, tmp_path: Path
+) -> None:
+    made = _case(store_dir, name)
+    with mounted(made.path, tmp_path / "mnt", *flags, *_flags(made)) as mnt:
+        for zarr_format, driver in ((2, "zarr"), (3, "zarr3")):
+            if not (mnt / (".zgroup" if zarr_format == 2 else "zarr.json")).exists():
+                continue  # that layout is not served
+            for level, reference in enumerate(made.levels):
+                served = zarr.open_array(mnt / str(level), mode="r", zarr_format=zarr_format)
+                np.testing.assert_array_equal(served[...], reference, err_msg=f"v{zarr_format} level {level}")
+                np.testing.assert_array_equal(_ts_read(mnt / str(level), driver), reference, err_msg=driver)
+
+
 def test_ome_zarr_metadata_is_carried_over(store_dir: Path, tmp_path: Path) -> None:
     """Scale -> physical sizes with units, omero channel names and colours, as ome-zarr-py wrote them."""
     made = _case(store_dir, "ome_zarr_05_sharded")

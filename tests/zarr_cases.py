@@ -178,6 +178,21 @@ def ome_zarr_05_sharded(directory: Path) -> ZarrCase:
     return _ome(directory, "image05.ome.zarr", "0.5", {"chunks": (1, 1, 32, 32), "shards": (1, 1, 64, 64)})
 
 
+def ome_zarr_05_multiscale(directory: Path) -> ZarrCase:
+    """ome-zarr-py's write_multiscale: a pyramid the caller made, NGFF 0.5, unsharded."""
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_multiscale
+
+    path = directory / "multiscale05.ome.zarr"
+    full = _pixels((6, 64, 80), "float32")
+    pyramid = [full, full[::2, ::2, ::2].copy()]
+    group = zarr.open_group(path, mode="w", zarr_format=3)
+    write_multiscale(pyramid, group, fmt=FormatV05(), axes="zyx", storage_options={"chunks": (2, 32, 32)})
+    multiscales = zarr.open_group(path, mode="r").attrs["ome"]["multiscales"][0]
+    levels = [zarr.open_array(path / dataset["path"], mode="r")[...] for dataset in multiscales["datasets"]]
+    return ZarrCase(path, levels, "zyx")
+
+
 def _n5_write(path: Path, data_xfirst: np.ndarray, block: list[int], attributes: dict[str, Any]) -> None:
     spec = {
         "driver": "n5", "kvstore": {"driver": "file", "path": str(path)},
@@ -225,6 +240,7 @@ CASES: dict[str, Callable[[Path], ZarrCase]] = {
     case.__name__: case
     for case in (
         v2_blosc, v2_zlib_xarray, v2_sparse_fill, v3_zstd_named, v3_gzip_4d, v3_blosc, v3_sharded_transposed,
-        group_of_one, group_chosen, ome_zarr_04, ome_zarr_05_sharded, n5_dataset, n5_multiscale,
+        group_of_one, group_chosen, ome_zarr_04, ome_zarr_05_sharded, ome_zarr_05_multiscale, n5_dataset,
+        n5_multiscale,
     )
 }  # fmt: skip
