@@ -31,8 +31,10 @@ class ZarrSource(ImageSource):
     thread-safe (tensorstore handles are)."""
 
     def __init__(self, path: str, options: Mapping[str, Any] | None = None) -> None:
-        import tensorstore as ts
-
+        try:
+            import tensorstore as ts
+        except ImportError:
+            raise SourceError("reading Zarr and N5 sources needs tensorstore: pip install tensorstore") from None
         self.path = path
         self.image = image = find_image(path, options or {})
         for node in image.levels:
