@@ -34,7 +34,7 @@ class ZarrSource(ImageSource):
         try:
             import tensorstore as ts
         except ImportError:
-            raise SourceError("Zarr and N5 sources are read with tensorstore: pip install tensorstore") from None
+            raise SourceError("Zarr and N5 sources need tensorstore: pip install tensorstore") from None
         self.path = path
         self.image = image = find_image(path, options or {})
         for node in image.levels:
