@@ -314,3 +314,20 @@ def test_a_corrupt_chunk_file_passed_through_fails_that_chunk_only(
         assert failure.value.errno == errno.EIO
         assert (mnt / "0" / "1" / "1").read_bytes() == (path / "1.1").read_bytes()  # passed through
     assert reason in (tmp_path / "zarrfs.log").read_text()
+
+
+def test_ome_zarr_levels_stop_at_one_that_is_no_reduction(tmp_path: Path) -> None:
+    """Levels listed after one larger than the level before, or of another dtype, are left out; the levels
+    before are served."""
+    path = tmp_path / "odd.ome.zarr"
+    group = zarr.open_group(path, mode="w", zarr_format=2)
+    for name, shape, dtype in (("a", (40, 40), "uint8"), ("b", (20, 20), "uint8"), ("c", (30, 30), "uint8"),
+                               ("d", (10, 10), "uint8")):  # fmt: skip
+        group.create_array(name, shape=shape, dtype=dtype)[...] = 1
+    datasets = [{"path": name, "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]}
+                for name in "abcd"]  # fmt: skip
+    axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": datasets}]
+    source = ZarrSource(str(path))
+    assert [level.shape for level in source.info.levels] == [(40, 40), (20, 20)]
+    source.close()

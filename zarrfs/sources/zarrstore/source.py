@@ -58,9 +58,11 @@ class ZarrSource(ImageSource):
         dtype = np.dtype(arrays[0].dtype.numpy_dtype).newbyteorder("=")
         levels = []
         for array in arrays:
+            shape = tuple(array.shape)
             if np.dtype(array.dtype.numpy_dtype) != dtype or array.rank != arrays[0].rank:
                 break  # an odd reduced level: serve the levels before it
-            shape = tuple(array.shape)
+            if levels and any(size > finer for size, finer in zip(shape, levels[-1].shape, strict=True)):
+                break  # levels go from fine to coarse: one larger than the level before is no reduction
             unit = tuple(array.chunk_layout.read_chunk.shape)
             levels.append(
                 Level(shape, tuple(min(size, extent) for size, extent in zip(unit, shape, strict=True)))
