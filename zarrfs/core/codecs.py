@@ -86,10 +86,14 @@ def numcodecs_encoding(name: str, config: dict[str, Any]) -> Encoding:
     return Encoding(name, config, json.dumps(config), lambda pixels: bytes(codec.encode(pixels)))
 
 
+def blosc_config(name: str, level: int | None) -> dict[str, Any]:
+    """``blosc-<cname>`` with byte shuffle and automatic block size, in Zarr v2's minimal form."""
+    return {"id": "blosc", "cname": name.removeprefix("blosc-"), "clevel": level, "shuffle": 1}
+
+
 def blosc_encoding(name: str, level: int) -> Encoding:
-    """``blosc-<cname>`` with byte shuffle and automatic block size, described in Zarr v2's minimal form."""
-    config = {"id": "blosc", "cname": name.removeprefix("blosc-"), "clevel": level, "shuffle": 1}
-    return numcodecs_encoding(name, config)
+    """Chunks encoded as ``blosc_config`` says."""
+    return numcodecs_encoding(name, blosc_config(name, level))
 
 
 def gzip_encoding(level: int) -> Encoding:

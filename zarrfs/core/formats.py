@@ -15,13 +15,14 @@ import numpy as np
 from zarrfs.core.codecs import (
     Compressor,
     Encoding,
+    blosc_config,
     blosc_encoding,
     gzip_encoding,
     numcodecs_encoding,
     raw_encoding,
 )
 from zarrfs.core.ngff import Levels, multiscales_metadata, omero_metadata
-from zarrfs.sources import NativeBlocks, SourceInfo
+from zarrfs.sources import CodecConfig, NativeBlocks, SourceInfo
 
 if TYPE_CHECKING:
     from zarrfs.core.array import VirtualArray
@@ -49,7 +50,7 @@ class NgffFormat(ABC):
     chunk_prefix: ClassVar[str]  # key part between an array's directory and its chunk indices ("" for none)
     supports_sharding: ClassVar[bool]
     summary: ClassVar[str]  # one line for `zarrfs info`
-    # Compressors whose byte stream this format's codec metadata names, by the stored blocks' codec id.
+    # Stored blocks' codec ids whose byte stream this format's codec metadata can name.
     passthrough_codecs: ClassVar[frozenset[str]]
 
     @abstractmethod
@@ -75,8 +76,22 @@ class NgffFormat(ABC):
 
     def serves_stored(self, blocks: NativeBlocks, compressor: Compressor) -> bool:
         """Whether stored blocks are exactly what ``compressor`` serves here, so they can pass through: the
-        codec metadata decodes any stream of that codec, whatever level it was written with."""
-        return blocks.codec_id in self.passthrough_codecs and blocks.codec_id == compressor.name
+        same codec with the same parameters as the served metadata states them, except a compression level
+        (zlib, zstd and gzip decoders read a stream of any level; blosc's ``clevel``, shuffle and block size
+        are stated in its metadata and must be the stored ones)."""
+        if blocks.codec_id not in self.passthrough_codecs:
+            return False
+        return _same_stream(blocks.codec, self.stream_codec(compressor))
+
+    def stream_codec(self, compressor: Compressor) -> CodecConfig | None:
+        """The numcodecs configuration of the byte stream ``compressor`` serves in this format (None: raw);
+        blosc's type size is the served item size."""
+        name, level = compressor.name, compressor.level
+        if name == "none":
+            return None
+        if name.startswith("blosc-"):
+            return blosc_config(name, level)
+        return {"id": name, "level": level}
 
 
 class NgffV04(NgffFormat):
@@ -87,7 +102,7 @@ class NgffV04(NgffFormat):
     chunk_prefix = ""
     supports_sharding = False
     summary = "NGFF 0.4 on Zarr v2: .zgroup, .zattrs, <level>/.zarray, chunks <level>/<i>/<j>/..."
-    passthrough_codecs = frozenset({"none", "zlib", "zstd"})
+    passthrough_codecs = frozenset({"none", "zlib", "zstd", "blosc"})
 
     def group_documents(
         self, info: SourceInfo, levels: Levels, name: str, method: str | None
@@ -137,7 +152,7 @@ class NgffV05(NgffFormat):
     chunk_prefix = "c"
     supports_sharding = True
     summary = "NGFF 0.5 on Zarr v3: zarr.json, <level>/zarr.json, chunks <level>/c/<i>/<j>/..."
-    passthrough_codecs = frozenset({"none", "zstd"})  # v3 has no zlib codec
+    passthrough_codecs = frozenset({"none", "zstd", "gzip", "blosc"})  # v3 has no zlib codec
 
     def group_documents(
         self, info: SourceInfo, levels: Levels, name: str, method: str | None
@@ -210,6 +225,28 @@ class NgffV05(NgffFormat):
                 {"name": "zstd", "configuration": {"level": level, "checksum": False}}
             )
         return gzip_encoding(level)  # zlib is served as gzip: v3 has no zlib codec
+
+    def stream_codec(self, compressor: Compressor) -> CodecConfig | None:
+        if compressor.name == "zlib":
+            return {"id": "gzip", "level": compressor.level}  # as encoding() serves it
+        return super().stream_codec(compressor)
+
+
+def _same_stream(stored: CodecConfig | None, served: CodecConfig | None) -> bool:
+    """``stored`` and ``served`` name the same codec with the same parameters (numcodecs' defaults filled
+    in), the compression level of zlib, zstd and gzip aside."""
+    if stored is None or served is None:
+        return stored is None and served is None
+    import numcodecs
+
+    try:
+        stored_config = numcodecs.get_codec(dict(stored)).get_config()
+    except (ValueError, TypeError):  # a codec or parameter numcodecs does not know: nothing to compare
+        return False
+    served_config = numcodecs.get_codec(dict(served)).get_config()
+    stored_config.pop("level", None)
+    served_config.pop("level", None)
+    return bool(stored_config == served_config)
 
 
 FORMATS: dict[str, NgffFormat] = {fmt.version: fmt for fmt in (NgffV04(), NgffV05())}

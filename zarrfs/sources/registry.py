@@ -106,8 +106,9 @@ class Reader(ABC):
 
 def _builtin_readers() -> list[Reader]:
     from zarrfs.sources.tiff import TiffReader
+    from zarrfs.sources.zarrstore import ZarrReader
 
-    return [TiffReader()]
+    return [TiffReader(), ZarrReader()]
 
 
 def _as_reader(loaded: object, name: str) -> Reader:
