@@ -21,7 +21,7 @@ from zarrfs.sources.zarrstore.nodes import (
     child_nodes,
     read_node,
 )
-from zarrfs.units import udunits_name
+from zarrfs.units import UnitKind, udunits_name
 
 # Axes of plain arrays that do not name them, by rank (N5's are the reverse: x first).
 DEFAULT_AXES = {2: "yx", 3: "zyx", 4: "czyx", 5: "tczyx"}
@@ -224,8 +224,8 @@ def _ngff_image(node: Node, options: Mapping[str, Any], documents: list[str]) ->
         for axis, unit, value, factor in zip(axes, units, scale, overall, strict=True):
             if axis == "c":
                 continue
-            kind = "time" if axis == "t" else "space"
-            sizes[axis] = PhysicalSize(value * factor, udunits_name(unit, kind) if unit else None)
+            unit_kind: UnitKind = "time" if axis == "t" else "space"
+            sizes[axis] = PhysicalSize(value * factor, udunits_name(unit, unit_kind) if unit else None)
     kind = f"OME-Zarr (NGFF {_ngff_version(node, multiscales)}, {node.format})"
     return StoreImage(kind, tuple(levels), axes, sizes, _omero_channels(node.attributes), tuple(documents))
 
@@ -241,10 +241,10 @@ def _omero_channels(attributes: Mapping[str, Any]) -> tuple[Channel, ...]:
     for channel in channels:
         channel = channel if isinstance(channel, dict) else {}
         label, color = channel.get("label"), channel.get("color")
-        valid_color = isinstance(color, str) and re.fullmatch(r"[0-9A-Fa-f]{6}", color)
-        result.append(
-            Channel(str(label) if label is not None else None, color.upper() if valid_color else None)
+        valid_color = (
+            color.upper() if isinstance(color, str) and re.fullmatch(r"[0-9A-Fa-f]{6}", color) else None
         )
+        result.append(Channel(str(label) if label is not None else None, valid_color))
     return tuple(result)
 
 
@@ -285,7 +285,7 @@ def _n5_resolution(attributes: Mapping[str, Any], axes: str) -> dict[str, Physic
     for axis, value, unit in zip(axes, values, units, strict=False):
         if axis == "c" or not isinstance(value, int | float):
             continue
-        kind = "time" if axis == "t" else "space"
+        kind: UnitKind = "time" if axis == "t" else "space"
         sizes[axis] = PhysicalSize(float(value), udunits_name(unit, kind) if isinstance(unit, str) else None)
     return sizes
 

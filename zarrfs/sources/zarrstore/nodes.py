@@ -100,7 +100,7 @@ def read_node(root: str, path: str) -> Node | None:
             document = _load(document_path)
             read = [document_path]
             attributes_path = os.path.join(directory, V2_ATTRIBUTES)
-            attributes: dict[str, Any] = {}
+            attributes = {}
             if os.path.isfile(attributes_path):
                 attributes = _load(attributes_path)
                 read.append(attributes_path)

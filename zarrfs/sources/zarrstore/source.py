@@ -56,17 +56,17 @@ class ZarrSource(ImageSource):
             arrays.append(stored[ts.d[list(order)].transpose[:]])
         self._arrays: list[Any] | None = arrays
         dtype = np.dtype(arrays[0].dtype.numpy_dtype).newbyteorder("=")
-        levels = []
+        levels: list[Level] = []
         for array in arrays:
             shape = tuple(array.shape)
             if np.dtype(array.dtype.numpy_dtype) != dtype or array.rank != arrays[0].rank:
                 break  # an odd reduced level: serve the levels before it
             if levels and any(size > finer for size, finer in zip(shape, levels[-1].shape, strict=True)):
                 break  # levels go from fine to coarse: one larger than the level before is no reduction
-            unit = tuple(array.chunk_layout.read_chunk.shape)
-            levels.append(
-                Level(shape, tuple(min(size, extent) for size, extent in zip(unit, shape, strict=True)))
-            )
+            # tensorstore leaves a chunk side it does not know unset: the whole extent is one block then.
+            read_chunk = array.chunk_layout.read_chunk.shape or shape
+            unit = tuple(min(size or extent, extent) for size, extent in zip(read_chunk, shape, strict=True))
+            levels.append(Level(shape, unit))
         del arrays[len(levels) :]
         fill = arrays[0].fill_value
         # Stored chunks can be served chunks only where the stored order is the canonical one.
