@@ -1,8 +1,8 @@
 """The files of a sequence, opened when their planes are first read and kept in a bounded LRU.
 
-Each file must be what it was at mount (device, inode, size, times) before it is opened and after every read
-of it, and have the first file's shape, dtype and levels; a file that fails either is remembered as bad, logged
-once, and every later read of it fails at once (an EIO for its chunks only).
+Each file must be what it was at mount (device, inode, size, times) before it is opened and after every
+read of it, and have the first file's shape, dtype and levels; a file that fails either is remembered as bad,
+logged once, and every later read of it fails at once (an EIO for its chunks only).
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ def natural_key(path: str) -> tuple[str | int, ...]:
 
 
 def expand_glob(pattern: str) -> tuple[str, ...]:
-    """The files ``pattern`` matches (directories left out), absolute, in natural order; one-line error if none."""
+    """The files ``pattern`` matches (directories left out), absolute, in natural order; a one-line error
+    when there are none."""
     matches = [os.path.abspath(path) for path in glob.glob(pattern) if not os.path.isdir(path)]
     if not matches:
         raise SourceError(f"no files match {pattern}")
@@ -108,9 +109,8 @@ def place(paths: Sequence[str], pattern: str | None) -> Placement:
         try:
             number = int(match.group("index"))
         except ValueError:
-            raise SourceError(
-                f"--sequence-pattern {pattern!r} gives index {match.group('index')!r} for {path}: not a number"
-            ) from None
+            found = match.group("index")
+            raise SourceError(f"--sequence-pattern gives index {found!r} for {path}: not a number") from None
         if number in numbers:
             raise SourceError(f"files {paths[numbers[number]]} and {path} both have index {number}")
         numbers[number] = position

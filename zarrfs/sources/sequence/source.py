@@ -77,10 +77,8 @@ class SequenceSource(ImageSource):
         first, at, placement = self._first, self._axis, self._placement
         channels: Sequence[Channel] = first.channels
         if axis == "c":  # a channel per file, named after it
-            channels = [
-                Channel(os.path.basename(self._paths[placement.files[plane]]) if plane in placement.files else None)
-                for plane in range(placement.planes)
-            ]
+            names = {plane: os.path.basename(self._paths[at]) for plane, at in placement.files.items()}
+            channels = [Channel(names.get(plane)) for plane in range(placement.planes)]
         missing = placement.missing()
         description = (
             f"sequence of {len(self._paths)} {format_name} files along {axis} "
@@ -196,6 +194,5 @@ def open_sequence(
 
     first_path = location.paths[placement.files[min(placement.files)]]
     reader = REGISTRY.find(Location.of(first_path))
-    return SequenceSource(
-        location.named, location.paths, placement, options.get("sequence_axis", "z"), reader, block_cache_bytes
-    )
+    axis = options.get("sequence_axis", "z")
+    return SequenceSource(location.named, location.paths, placement, axis, reader, block_cache_bytes)
