@@ -233,6 +233,10 @@ def test_files_unlike_the_first_fail_their_planes_with_one_log_line(
         logged = [record.getMessage() for record in caplog.records]
         for bad in (paths[1], paths[3], paths[4]):
             assert sum(str(bad) in line for line in logged) == 1, logged
+        assert (
+            f"sequence file {paths[3]} has dtype int32, the first file uint16: its planes are not served"
+            in logged
+        )
     result = zarrfs("info", "--check", tmp_path / "m*.tif")
     assert result.returncode == 1
     problems = [line for line in result.stdout.splitlines() if line.startswith("  sequence file")]
