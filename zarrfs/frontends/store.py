@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
@@ -123,8 +123,11 @@ class ZarrfsStore(Store):
         self.dataset.close()
 
 
-def open_store(source: str | os.PathLike[str], **options: object) -> ZarrfsStore:
-    """Serve ``source`` in-process: ``zarr.open_group(zarrfs.open_store("x.tif"), mode="r")``.
+def open_store(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], **options: object
+) -> ZarrfsStore:
+    """Serve ``source`` in-process: ``zarr.open_group(zarrfs.open_store("x.tif"), mode="r")``. A glob string
+    (``"sections/*.tif"``) or a list of paths is a file sequence (``sequence_axis="t"`` stacks it along t).
 
     Takes the same options as ``zarrfs mount`` (``series``, ``chunks``, ``compressor``, ``clevel``,
     ``cache_size``), e.g. ``open_store("x.tif", compressor="blosc-lz4", cache_size="1GiB")``.
