@@ -85,8 +85,10 @@ def full_read(directory: Path, planes: int) -> None:
         zarrfs("unmount", mountpoint)
     assert np.array_equal(served, reference)
     size = reference.nbytes / 2**20
-    print(f"full read of {planes} deflate files ({size:.0f} MiB): tifffile.imread {tifffile_s:.2f} s, "
-          f"mount + tensorstore {mount_s:.2f} s, ratio {tifffile_s / mount_s:.2f}x; daemon RSS {rss:.0f} MiB")  # fmt: skip
+    print(
+        f"full read of {planes} deflate files ({size:.0f} MiB): tifffile.imread {tifffile_s:.2f} s, "
+        f"mount + tensorstore {mount_s:.2f} s, ratio {tifffile_s / mount_s:.2f}x; daemon RSS {rss:.0f} MiB"
+    )
 
 
 def main() -> None:
