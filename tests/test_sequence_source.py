@@ -375,3 +375,13 @@ def test_open_store_takes_a_glob_or_a_list(tmp_path: Path) -> None:
         package.open_store(str(tmp_path / "k*.tif"), sequence_axis="t"), mode="r", zarr_format=3
     )
     assert group.attrs["ome"]["multiscales"][0]["axes"][0]["name"] == "t"
+
+
+def test_natural_order_compares_runs_of_digits_as_numbers(tmp_path: Path) -> None:
+    # ² is a digit to str.isdigit but no decimal digit to re; ٣ is the Arabic-Indic 3.
+    names = ["s10.tif", "s2.tif", "s1²2.tif", "s1.tif", "s1a.tif", "s٣.tif", "t0.tif"]
+    for name in names:
+        _write(tmp_path / name, _grey((4, 4)))
+    with open_source(str(tmp_path / "*.tif")) as source:
+        order = [os.path.basename(path) for path in source.files()]
+    assert order == ["s1.tif", "s1a.tif", "s1²2.tif", "s2.tif", "s٣.tif", "s10.tif", "t0.tif"]

@@ -22,8 +22,8 @@ def is_glob(path: str) -> bool:
 
 def natural_key(path: str) -> tuple[str | int, ...]:
     """Sort key where runs of digits compare as numbers: ``slice_2`` before ``slice_10``. (re.split with a
-    group alternates text and digits, so keys of any two names compare position by position.)"""
-    return tuple(int(part) if part.isdigit() else part for part in _DIGITS.split(path))
+    group alternates text and digits, odd places digits, so keys of any two names compare place by place.)"""
+    return tuple(int(part) if place % 2 else part for place, part in enumerate(_DIGITS.split(path)))
 
 
 def expand_glob(pattern: str) -> tuple[str, ...]:
