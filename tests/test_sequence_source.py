@@ -385,3 +385,27 @@ def test_natural_order_compares_runs_of_digits_as_numbers(tmp_path: Path) -> Non
     with open_source(str(tmp_path / "*.tif")) as source:
         order = [os.path.basename(path) for path in source.files()]
     assert order == ["s1.tif", "s1a.tif", "s1²2.tif", "s2.tif", "s٣.tif", "s10.tif", "t0.tif"]
+
+
+def test_a_list_file_mounts_in_its_order_and_no_file_of_it_may_be_the_log(tmp_path: Path) -> None:
+    import zarr
+
+    paths = [_write(tmp_path / f"l{n}.tif", _grey((24, 24))) for n in range(3)]
+    (tmp_path / "list.txt").write_text("l2.tif\n\nl0.tif\nl1.tif\n")
+    reference = np.stack([tifffile.imread(paths[n]) for n in (2, 0, 1)])
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    for log in (paths[1], tmp_path / "list.txt"):
+        refused = zarrfs("mount", "--sequence-list", tmp_path / "list.txt", mountpoint, "--log-file", log)
+        assert refused.returncode == 1 and f"log file {log} is the source image" in refused.stderr
+    refused = zarrfs("mount", tmp_path / "l*.tif", mountpoint, "--log-file", paths[2])
+    assert refused.returncode == 1 and f"log file {paths[2]} is the source image {paths[2]}" in refused.stderr
+    assert all(path.stat().st_size > 0 and tifffile.imread(path).shape == (24, 24) for path in paths)
+    log = tmp_path / "zarrfs.log"
+    result = zarrfs("mount", "--sequence-list", tmp_path / "list.txt", mountpoint, "--log-file", log)
+    assert result.returncode == 0, result.stderr
+    try:
+        served = zarr.open_array(mountpoint / "0", mode="r", zarr_format=3)[...]
+        np.testing.assert_array_equal(served, reference)
+    finally:
+        assert zarrfs("unmount", mountpoint).returncode == 0
