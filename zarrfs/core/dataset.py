@@ -195,7 +195,7 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
             arrays.setdefault(level.name, {})[layout.format.chunk_prefix] = files
     # A source named by its file is watched as a whole; one named by a pattern or a list (a file sequence)
     # checks each file it reads itself, so that a changed file fails only its own chunks.
-    guard = SourceWatch(source.path).check if source.path in source.files() else None
+    guard = SourceWatch(source.path).check if os.path.abspath(source.path) in source.files() else None
     tree = VirtualTree(documents, arrays, guard=guard)
     return Dataset(source, options, compressor, cache, coarse_cache, levels, layouts, tree, name)
 
