@@ -60,29 +60,32 @@ class SequenceSource(ImageSource):
 
         first_position = placement.files[min(placement.files)]
         first = open_file(self._paths[first_position])
-        self._first = first.info
-        if axis in self._first.axes:
+        self._first_info = first.info
+        axes = self._first_info.axes
+        if axis in axes:
             first.close()
+            free = ", ".join(a for a in SEQUENCE_AXES if a not in axes) or "none"
             raise SourceError(
-                f"--sequence-axis {axis}: the files already have a {axis} axis (axes {self._first.axes}); "
-                f"stack them along one of {', '.join(a for a in SEQUENCE_AXES if a not in self._first.axes)}"
+                f"--sequence-axis {axis}: the files already have a {axis} axis (axes {axes}); "
+                f"stack them along another one (free: {free})"
             )
-        self._axis = "".join(a for a in CANONICAL_AXES if a in self._first.axes + axis).index(axis)
-        self._native = [first.native_blocks(level) for level in range(len(self._first.levels))]
+        self._axis = "".join(a for a in CANONICAL_AXES if a in axes + axis).index(axis)
+        self._native = [first.native_blocks(level) for level in range(len(self._first_info.levels))]
         self._members = Members(self._paths, identities, open_file, self._mismatch, max_open_files)
         self.info = self._sequence_info(axis, reader.name)
         first.close()
 
     def _sequence_info(self, axis: str, format_name: str) -> SourceInfo:
-        first, at, placement = self._first, self._axis, self._placement
+        first, at, placement = self._first_info, self._axis, self._placement
         channels: Sequence[Channel] = first.channels
         if axis == "c":  # a channel per file, named after it
             names = {plane: os.path.basename(self._paths[at]) for plane, at in placement.files.items()}
             channels = [Channel(names.get(plane)) for plane in range(placement.planes)]
         missing = placement.missing()
+        first_file, last_file = (self._paths[placement.files[plane]] for plane in (0, placement.planes - 1))
         description = (
             f"sequence of {len(self._paths)} {format_name} files along {axis} "
-            f"(first {self._paths[0]}, last {self._paths[-1]}"
+            f"(first {first_file}, last {last_file}"
             + (f"; missing indices {missing}" if missing else "")
             + f"); first file: {first.description}"
         )
@@ -101,7 +104,7 @@ class SequenceSource(ImageSource):
 
     def _mismatch(self, source: ImageSource) -> str | None:
         """How a file differs from the first one, in words (None when it does not)."""
-        info, first = source.info, self._first
+        info, first = source.info, self._first_info
         if info.dtype != first.dtype:
             return f"has dtype {info.dtype}, the first file {first.dtype}"
         if info.axes != first.axes:
