@@ -87,6 +87,17 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--axes", metavar="AXES",
                      help="Names of the stored dimensions in their stored order, from t, c, z, y, x (e.g. "
                           "zyx), for formats that do not record them."),
+        click.option("--sequence-list", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="Serve the files FILE names (one a line, relative to its directory, in that "
+                          "order) as one image; replaces SOURCE. A quoted glob as SOURCE ('sections/*.tif') "
+                          "does the same in natural order (slice_2 before slice_10)."),
+        click.option("--sequence-axis", type=click.Choice(["z", "t", "c"]),
+                     help="The axis a file sequence is stacked along (default: z); the files must not "
+                          "have it."),
+        click.option("--sequence-pattern", metavar="REGEX",
+                     help="Place the files of a sequence by the number the group named index matches in "
+                          r"their names, e.g. 'slice_(?P<index>\d+)'; missing numbers are planes of the "
+                          "fill value."),
         click.option("--pixel-size", multiple=True, metavar="AXIS=VALUE[UNIT]",
                      help="Set or override a physical pixel size, e.g. z=20 (micrometer by default), "
                           "x=0.325um, t=2.5s; repeat for several axes. Any format."),
@@ -137,9 +148,22 @@ def main() -> None:
     """
 
 
+def _source_and_mountpoint(
+    first: str | None, second: str | None, sequence_list: str | None
+) -> tuple[str, str]:
+    """``mount SOURCE MOUNTPOINT``, or ``mount --sequence-list FILE MOUNTPOINT`` (the list is the source)."""
+    if sequence_list is not None:
+        if second is not None:
+            raise ZarrfsError("give either SOURCE or --sequence-list FILE, not both")
+        first, second = sequence_list, first
+    if first is None or second is None:
+        raise ZarrfsError("missing argument: mount SOURCE MOUNTPOINT, or --sequence-list FILE MOUNTPOINT")
+    return first, second
+
+
 @main.command()
-@click.argument("source", type=click.Path(readable=False))
-@click.argument("mountpoint", type=click.Path())
+@click.argument("source", type=click.Path(readable=False), required=False)
+@click.argument("mountpoint", type=click.Path(), required=False)
 @_serve_option_flags
 @click.option(
     "-f", "--foreground", is_flag=True, help="Stay attached (for job scripts); Ctrl-C or SIGTERM unmounts."
@@ -170,14 +194,16 @@ def main() -> None:
 )
 @click.option("--debug", is_flag=True, help="Log every FUSE request (very verbose).")
 @_fail_cleanly
-def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[str, ...],
+def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_options: tuple[str, ...],
           log_file: str | None, request_timeout: float, debug: bool, **serve: Any) -> None:  # fmt: skip
     """Mount SOURCE at MOUNTPOINT as an OME-Zarr hierarchy (read-only).
 
+    SOURCE is an image file, or a quoted glob ('sections/slice_*.tif') of files served as one image.
     Returns once the mount is live (exit 0) or failed (non-zero, with the reason).
     """
     from zarrfs.frontends.mount import MountSpec, mount_background, parse_fuse_options, run_foreground
 
+    source, mountpoint = _source_and_mountpoint(source, mountpoint, serve["sequence_list"])
     spec = MountSpec(
         source=os.path.abspath(source),
         mountpoint=os.path.abspath(mountpoint),  # resolved by the mount, within a time limit
@@ -209,16 +235,28 @@ def unmount(mountpoint: str, lazy: bool) -> None:
 
 
 @main.command()
-@click.argument("source", type=click.Path(readable=False))
+@click.argument("source", type=click.Path(readable=False), required=False)
 @_serve_option_flags
+@click.option("--check", is_flag=True,
+              help="Open every file of the source now (a file sequence opens each file only when first read) "
+                   "and list those that cannot be served; exit 1 if any.")  # fmt: skip
 @_fail_cleanly
-def info(source: str, **serve: Any) -> None:
+def info(source: str | None, check: bool, **serve: Any) -> None:
     """Print the hierarchy a mount of SOURCE would expose, without mounting."""
     from zarrfs.core import open_dataset
     from zarrfs.core.describe import describe
 
-    dataset = open_dataset(source, serve_options(**serve))
+    if (source is None) == (serve["sequence_list"] is None):
+        raise ZarrfsError("give either SOURCE or --sequence-list FILE")
+    dataset = open_dataset(source or serve["sequence_list"], serve_options(**serve))
     try:
         click.echo(describe(dataset))
+        problems = dataset.source.problems() if check else []
+        if check:
+            click.echo(f"check:     {len(problems)} of {len(dataset.source.files())} files cannot be served")
+            for problem in problems:
+                click.echo("  " + printable(problem))
     finally:
         dataset.close()
+    if problems:
+        sys.exit(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,12 +198,18 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
         documents.update(_documents(layout, source, name, method))
         for level, files in zip(levels, layout.files, strict=True):
             arrays.setdefault(level.name, {})[layout.format.chunk_prefix] = files
-    tree = VirtualTree(documents, arrays, guard=SourceWatch(source.path).check)
+    # A source named by its file is watched as a whole; one named by a pattern or a list (a file sequence)
+    # checks each file it reads itself, so that a changed file fails only its own chunks.
+    guard = SourceWatch(source.path).check if os.path.abspath(source.path) in source.files() else None
+    tree = VirtualTree(documents, arrays, guard=guard)
     return Dataset(source, options, compressor, cache, coarse_cache, levels, layouts, tree, name, fanout)
 
 
-def open_dataset(path: str | os.PathLike[str], options: ServeOptions | None = None) -> Dataset:
-    """Open ``path`` and build its virtual tree: metadata only, no pixel data is read."""
+def open_dataset(
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], options: ServeOptions | None = None
+) -> Dataset:
+    """Open ``path`` (a file, a glob pattern, a list of files) and build its virtual tree: metadata only, no
+    pixel data is read."""
     options = options or ServeOptions()
     source = open_source(path, options.source, block_cache_bytes(options.cache_bytes))
     try:

@@ -187,6 +187,9 @@ def serve_options(
     downsample: str = "mean",
     shards: int | None = None,
     passthrough: str | bool = "auto",
+    sequence_list: str | os.PathLike[str] | None = None,
+    sequence_axis: str | None = None,
+    sequence_pattern: str | None = None,
 ) -> ServeOptions:
     """Build ServeOptions from what a user typed (strings, as on the command line) or from Python values."""
     if series is not None and series < 0:
@@ -212,7 +215,14 @@ def serve_options(
         # Options of one reader, passed on only when set: each reader refuses those it does not take.
         source={
             name: value
-            for name, value in (("series", series), ("dataset", dataset), ("axes", axes))
+            for name, value in (
+                ("series", series),
+                ("dataset", dataset),
+                ("axes", axes),
+                ("sequence_list", None if sequence_list is None else os.path.abspath(sequence_list)),
+                ("sequence_axis", sequence_axis),
+                ("sequence_pattern", sequence_pattern),
+            )
             if value is not None
         },
         pixel_sizes=parse_pixel_sizes(pixel_size),

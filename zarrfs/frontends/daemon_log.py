@@ -13,6 +13,7 @@ import os
 import stat
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from zarrfs.errors import MountError
@@ -69,25 +70,27 @@ def _inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
-def _open_log(path: str, source: str, mountpoint: str) -> int:
-    """Open ``path`` for appending; MountError if it is the source or lies in the mount point."""
+def _open_log(path: str, source: str | Sequence[str], mountpoint: str) -> int:
+    """Open ``path`` for appending; MountError if it is the source (any file of a sequence) or lies in the
+    mount point."""
     if _inside(path, mountpoint):
         raise MountError(f"log file {path} lies inside the mount point {mountpoint}; put it elsewhere")
     with contextlib.suppress(FileExistsError):  # a file there: open() below says "Not a directory"
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     opened = os.fstat(fd)
-    try:
-        source_status = os.stat(source)
-    except OSError:
-        return fd  # the source check that follows says what is wrong with it
-    if (opened.st_dev, opened.st_ino) == (source_status.st_dev, source_status.st_ino):
-        os.close(fd)
-        raise MountError(f"log file {path} is the source image {source}; the log must go elsewhere")
+    for name in [source] if isinstance(source, str) else source:
+        try:
+            source_status = os.stat(name)
+        except OSError:
+            continue  # the source check that follows says what is wrong with it
+        if (opened.st_dev, opened.st_ino) == (source_status.st_dev, source_status.st_ino):
+            os.close(fd)
+            raise MountError(f"log file {path} is the source image {name}; the log must go elsewhere")
     return fd
 
 
-def open_log_file(path: str, source: str, mountpoint: str) -> DaemonLog:
+def open_log_file(path: str, source: str | Sequence[str], mountpoint: str) -> DaemonLog:
     """The log the user asked for."""
     try:
         return DaemonLog(_open_log(path, source, mountpoint), path)
@@ -95,7 +98,7 @@ def open_log_file(path: str, source: str, mountpoint: str) -> DaemonLog:
         raise MountError(f"cannot write the log file {path}: {error.strerror or error}") from None
 
 
-def open_default_log(source: str, mountpoint: str) -> DaemonLog:
+def open_default_log(source: str | Sequence[str], mountpoint: str) -> DaemonLog:
     """The state directory's log, or the temporary directory's when that cannot be written."""
     name = log_name(mountpoint)
     preferred = _state_directory()

@@ -39,6 +39,7 @@ from zarrfs.frontends.mounts import (
     resolve,
     unmount,
 )
+from zarrfs.sources.registry import locate
 
 log = logging.getLogger("zarrfs")
 
@@ -174,6 +175,12 @@ class MountPointLock:
                 self._fd = None
 
 
+def _source_paths(spec: MountSpec) -> tuple[str, ...]:
+    """What the user named and every file it stands for (a glob or a list names a file sequence): the log
+    may be none of them."""
+    return (spec.source, *locate(spec.source, spec.options.source).paths)
+
+
 def prepare_mount(spec: MountSpec) -> MountPointLock:
     """Check FUSE and the mount point, then lock the mount point and check it again under the lock."""
     check_fuse_available()
@@ -245,7 +252,7 @@ def serve(
 
     operations = ZarrfsOperations(
         dataset.tree,
-        mtime_ns=os.stat(spec.source).st_mtime_ns,
+        mtime_ns=os.stat(dataset.source.files()[0]).st_mtime_ns,
         request_timeout=spec.request_timeout,
         on_init=when_serving,
     )
@@ -310,7 +317,7 @@ def run_foreground(spec: MountSpec) -> None:
     lock = prepare_mount(spec)
     try:
         if spec.log_file:
-            log_fd = open_log_file(spec.log_file, spec.source, spec.mountpoint).fd
+            log_fd = open_log_file(spec.log_file, _source_paths(spec), spec.mountpoint).fd
             stream = os.fdopen(log_fd, "a", buffering=1)
         else:
             stream = os.fdopen(os.dup(2), "w", buffering=1)
@@ -337,9 +344,9 @@ def mount_background(spec: MountSpec) -> DaemonLog:
     lock = prepare_mount(spec)  # checked here, in the parent, so that these errors need no process start
     try:
         if spec.log_file:
-            daemon_log = open_log_file(spec.log_file, spec.source, spec.mountpoint)
+            daemon_log = open_log_file(spec.log_file, _source_paths(spec), spec.mountpoint)
         else:
-            daemon_log = open_default_log(spec.source, spec.mountpoint)
+            daemon_log = open_default_log(_source_paths(spec), spec.mountpoint)
         from zarrfs.frontends.fuse_binding import fuse_class
 
         fuse_class()  # loads libfuse once, before the fork

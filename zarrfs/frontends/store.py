@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
 
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
@@ -129,9 +129,12 @@ class ZarrfsStore(Store):
 
 
 def open_store(
-    source: str | os.PathLike[str], timeout: float = DEFAULT_TIMEOUT_S, **options: Any
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    timeout: float = DEFAULT_TIMEOUT_S,
+    **options: Any,
 ) -> ZarrfsStore:
-    """Serve ``source`` in-process: ``zarr.open_group(zarrfs.open_store("x.tif"), mode="r")``.
+    """Serve ``source`` in-process: ``zarr.open_group(zarrfs.open_store("x.tif"), mode="r")``. A glob string
+    (``"sections/*.tif"``) or a list of paths is a file sequence (``sequence_axis="t"`` stacks it along t).
 
     Takes the same options as ``zarrfs mount`` (``series``, ``chunks``, ``compressor``, ``clevel``,
     ``cache_size``, ``timeout``), e.g. ``open_store("x.tif", compressor="blosc-lz4", cache_size="1GiB")``.

@@ -118,6 +118,11 @@ class ImageSource(ABC):
         all for changes. The default is the one file at ``path``."""
         return (os.path.abspath(self.path),)
 
+    def problems(self) -> list[str]:
+        """What is wrong with files the source would only open on a first read (``zarrfs info --check``
+        opens them all now), one line each; empty (the default) for a source that opens everything at once."""
+        return []
+
     def native_blocks(self, level: int) -> NativeBlocks | None:
         """The level's blocks that can be served unchanged, or None (the default) when none can."""
         return None

@@ -30,16 +30,40 @@ DEFAULT_BLOCK_CACHE_BYTES = 128 * 2**20
 
 @dataclass(frozen=True)
 class Location:
-    """What a user named as a source: one file or directory, or several files read as one image."""
+    """What a user named as a source: one file or directory, or several files read as one image (a file
+    sequence: a glob pattern, a list file, or a list of paths)."""
 
     paths: tuple[str, ...]  # absolute; exactly one unless a file sequence
+    sequence: bool = False
+    named: str = ""  # what the user named (a path, a pattern, a list file), for messages; default: the path
+
+    def __post_init__(self) -> None:
+        if not self.named:
+            object.__setattr__(self, "named", self.paths[0])
 
     @classmethod
     def of(cls, source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> Location:
-        named = [source] if isinstance(source, str | os.PathLike) else list(source)
+        """A path, a glob pattern (a path with ``*``, ``?`` or ``[`` that names no file as it is: its files in
+        natural order) or a list of paths (a sequence, in that order)."""
+        from zarrfs.sources.sequence.names import expand_glob, is_glob
+
+        if isinstance(source, str | os.PathLike):
+            path = os.path.abspath(os.fspath(source))
+            if is_glob(path):
+                return cls(expand_glob(path), sequence=True, named=path)
+            return cls((path,))
+        named = [os.path.abspath(os.fspath(path)) for path in source]
         if not named:
             raise SourceError("no source files given")
-        return cls(tuple(os.path.abspath(os.fspath(path)) for path in named))
+        return cls(tuple(named), sequence=True)
+
+    @classmethod
+    def listed(cls, list_file: str | os.PathLike[str]) -> Location:
+        """The sequence a list file names, one path a line relative to the list's directory, in its order."""
+        from zarrfs.sources.sequence.names import read_list
+
+        path = os.path.abspath(os.fspath(list_file))
+        return cls(read_list(path), sequence=True, named=path)
 
     @property
     def path(self) -> str:
@@ -48,7 +72,7 @@ class Location:
 
     @property
     def is_sequence(self) -> bool:
-        return len(self.paths) > 1
+        return self.sequence
 
     @cached_property
     def is_directory(self) -> bool:
@@ -105,10 +129,11 @@ class Reader(ABC):
 
 
 def _builtin_readers() -> list[Reader]:
+    from zarrfs.sources.sequence import SequenceReader
     from zarrfs.sources.tiff import TiffReader
     from zarrfs.sources.zarrstore import ZarrReader
 
-    return [TiffReader(), ZarrReader()]
+    return [TiffReader(), SequenceReader(), ZarrReader()]
 
 
 def _as_reader(loaded: object, name: str) -> Reader:
@@ -182,6 +207,17 @@ def check_options(reader: Reader, options: Mapping[str, Any]) -> None:
         raise SourceError(f"{flags} does not apply to {reader.name} sources ({reader.name} takes: {takes})")
 
 
+def locate(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Location, options: Mapping[str, Any]
+) -> Location:
+    """The location ``source`` names, or the files of the ``sequence_list`` option when it is set."""
+    if isinstance(source, Location):
+        return source
+    if options.get("sequence_list") is not None:
+        return Location.listed(options["sequence_list"])
+    return Location.of(source)
+
+
 def open_source(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Location,
     options: Mapping[str, Any] | None = None,
@@ -190,9 +226,10 @@ def open_source(
 ) -> ImageSource:
     """Open ``source`` with the first reader that claims it (or the one named ``format_name``).
 
-    ``options`` are per-format options by name (e.g. ``series``); None values count as not set."""
-    location = source if isinstance(source, Location) else Location.of(source)
+    ``options`` are per-format options by name (e.g. ``series``); None values count as not set. With
+    ``sequence_list`` set, the files it names are the source."""
     given = {name: value for name, value in (options or {}).items() if value is not None}
+    location = locate(source, given)
     reader = REGISTRY.find(location, format_name)
     check_options(reader, given)
     return reader.open(location, given, block_cache_bytes)
