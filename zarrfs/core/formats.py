@@ -51,6 +51,9 @@ class NgffFormat(ABC):
     summary: ClassVar[str]  # one line for `zarrfs info`
     # Compressors whose byte stream this format's codec metadata names, by the stored blocks' codec id.
     passthrough_codecs: ClassVar[frozenset[str]]
+    # Whether its array metadata can name the numcodecs filters stored blocks need before the codec (Zarr
+    # v2's "filters"; Zarr v3's standard codecs have no shuffle).
+    passthrough_filters: ClassVar[bool]
 
     @abstractmethod
     def group_documents(
@@ -76,6 +79,8 @@ class NgffFormat(ABC):
     def serves_stored(self, blocks: NativeBlocks, compressor: Compressor) -> bool:
         """Whether stored blocks are exactly what ``compressor`` serves here, so they can pass through: the
         codec metadata decodes any stream of that codec, whatever level it was written with."""
+        if blocks.filters and not self.passthrough_filters:
+            return False
         return blocks.codec_id in self.passthrough_codecs and blocks.codec_id == compressor.name
 
 
@@ -88,6 +93,7 @@ class NgffV04(NgffFormat):
     supports_sharding = False
     summary = "NGFF 0.4 on Zarr v2: .zgroup, .zattrs, <level>/.zarray, chunks <level>/<i>/<j>/..."
     passthrough_codecs = frozenset({"none", "zlib", "zstd"})
+    passthrough_filters = True
 
     def group_documents(
         self, info: SourceInfo, levels: Levels, name: str, method: str | None
@@ -107,7 +113,7 @@ class NgffV04(NgffFormat):
             "compressor": array.encoding.metadata,
             "fill_value": json_fill_value(array),
             "order": "C",
-            "filters": None,
+            "filters": [dict(config) for config in array.filters] or None,
             "dimension_separator": "/",
         }
         return {".zarray": zarray}
@@ -138,6 +144,7 @@ class NgffV05(NgffFormat):
     supports_sharding = True
     summary = "NGFF 0.5 on Zarr v3: zarr.json, <level>/zarr.json, chunks <level>/c/<i>/<j>/..."
     passthrough_codecs = frozenset({"none", "zstd"})  # v3 has no zlib codec
+    passthrough_filters = False
 
     def group_documents(
         self, info: SourceInfo, levels: Levels, name: str, method: str | None

@@ -105,9 +105,10 @@ class Reader(ABC):
 
 
 def _builtin_readers() -> list[Reader]:
+    from zarrfs.sources.hdf5 import Hdf5Reader
     from zarrfs.sources.tiff import TiffReader
 
-    return [TiffReader()]
+    return [TiffReader(), Hdf5Reader()]
 
 
 def _as_reader(loaded: object, name: str) -> Reader:
