@@ -74,12 +74,11 @@ class LevelPlan:
         pieces = list(self.pieces.values())
         if not pieces or not all(isinstance(p.data, ChunkedData) and p.in_stored_order for p in pieces):
             return None
-        codecs = {p.data.stored_codec for p in pieces}
-        chunks = {p.data.chunk_shape for p in pieces}
-        if len(codecs) != 1 or len(chunks) != 1 or None in codecs:
+        codec, chunk_shape = pieces[0].data.stored_codec, pieces[0].data.chunk_shape
+        if codec is None or chunk_shape is None:
             return None
-        (codec,), (chunk_shape,) = codecs, chunks
-        assert codec is not None and chunk_shape is not None
+        if any(p.data.stored_codec != codec or p.data.chunk_shape != chunk_shape for p in pieces):
+            return None
         return NativeBlocks((1,) * self.outer + tuple(chunk_shape), codec.codec, codec.filters)
 
     def read_native(self, index: Sequence[int]) -> bytes | None:
