@@ -223,8 +223,9 @@ def test_a_corrupt_chunk_fails_that_chunk_only(tmp_path: Path) -> None:
         handle.seek(info.byte_offset)
         handle.write(b"\x00" * info.size)
     with Hdf5Source(str(case.path)) as source:
-        with pytest.raises(SourceError, match=r"cannot decode chunk \(1, 1\) of /data"):
+        with pytest.raises(SourceError) as error:
             source.read_region(0, (slice(64, 65), slice(64, 65)))
+        assert str(error.value).startswith("cannot decode chunk (1, 1) of /data (")
         np.testing.assert_array_equal(
             source.read_region(0, (slice(0, 64), slice(0, 64))), case.levels[0][:64, :64]
         )
