@@ -42,17 +42,27 @@ def decoded_cache(capacity_bytes: int) -> ByteLRUCache[np.ndarray]:
     return ByteLRUCache(capacity_bytes, sizeof=lambda chunk: chunk.nbytes, keep_oversized=True)
 
 
-class StoredData(ABC):
-    """One dataset's pixels, ``shape`` (at most the dataset's: Imaris pads its arrays) in stored order, as
-    ``dtype`` (native byte order; the stored numbers reinterpreted when a format says so)."""
+@dataclass(frozen=True)
+class Served:
+    """What is served of one dataset: its first ``shape`` elements (Imaris pads its arrays) in stored order,
+    as ``dtype`` (native byte order; the stored numbers reinterpreted where a format says so), ``fill`` where
+    the file wrote nothing."""
 
-    def __init__(self, dataset: h5py.Dataset, shape: tuple[int, ...], dtype: np.dtype, fill: object) -> None:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fill: object
+
+
+class StoredData(ABC):
+    """One dataset's pixels, as ``served`` says."""
+
+    def __init__(self, dataset: h5py.Dataset, served: Served) -> None:
         self.name = dataset.name
-        self.shape = shape
-        self.dtype = dtype
-        self.fill = fill
-        # The stored numbers as this dtype, in the file's byte order.
-        self.file_dtype = dtype.newbyteorder(dataset.dtype.byteorder)
+        self.shape = served.shape
+        self.dtype = served.dtype
+        self.fill = served.fill
+        # The stored numbers as the served dtype, in the file's byte order.
+        self.file_dtype = served.dtype.newbyteorder(dataset.dtype.byteorder)
 
     @property
     def chunk_shape(self) -> tuple[int, ...] | None:
@@ -120,15 +130,13 @@ class ChunkedData(StoredData):
     def __init__(
         self,
         dataset: h5py.Dataset,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        fill: object,
+        served: Served,
         file: PixelFile,
         decoder: Decoder,
         codec: StoredCodec | None,
         cache: ByteLRUCache[np.ndarray],
     ) -> None:
-        super().__init__(dataset, shape, dtype, fill)
+        super().__init__(dataset, served)
         self._dataset = dataset
         self._chunks: tuple[int, ...] = tuple(dataset.chunks)
         self._grid = tuple(
@@ -261,16 +269,8 @@ def _encode(codec: StoredCodec, pixels: np.ndarray) -> bytes:
 class ContiguousData(StoredData):
     """A contiguous dataset: every row's position is arithmetic on one data offset."""
 
-    def __init__(
-        self,
-        dataset: h5py.Dataset,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        fill: object,
-        file: PixelFile,
-        offset: int | None,
-    ) -> None:
-        super().__init__(dataset, shape, dtype, fill)
+    def __init__(self, dataset: h5py.Dataset, served: Served, file: PixelFile, offset: int | None) -> None:
+        super().__init__(dataset, served)
         self._file = file
         self._offset = offset  # None: never written, all fill
         self._strides = tuple(
@@ -298,15 +298,8 @@ class LibraryData(StoredData):
     """Read through h5py (serialised under its lock): compact, external and virtual datasets, and filters
     only the HDF5 library can run."""
 
-    def __init__(
-        self,
-        dataset: h5py.Dataset,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        fill: object,
-        chunks: tuple[int, ...] | None,
-    ) -> None:
-        super().__init__(dataset, shape, dtype, fill)
+    def __init__(self, dataset: h5py.Dataset, served: Served, chunks: tuple[int, ...] | None) -> None:
+        super().__init__(dataset, served)
         self._dataset = dataset
         self._chunks = chunks
         self._path = dataset.file.filename
@@ -341,11 +334,10 @@ def open_data(
     stored_dtype = dataset.dtype
     if stored_dtype.kind not in SERVABLE_KINDS or stored_dtype.shape or stored_dtype.names:
         raise SourceError(f"dataset {dataset.name} holds {stored_dtype}, not numbers zarrfs serves: {path}")
-    served = np.dtype(dtype if dtype is not None else stored_dtype).newbyteorder("=")
-    shape = tuple(dataset.shape) if shape is None else shape
-    fill = served.type(
-        np.array(dataset.fillvalue, stored_dtype).view(served.newbyteorder(stored_dtype.byteorder))
-    )
+    as_dtype = np.dtype(dtype if dtype is not None else stored_dtype).newbyteorder("=")
+    # The fill value's stored bytes, reinterpreted like the pixels.
+    fill = np.array(dataset.fillvalue, stored_dtype).view(as_dtype.newbyteorder(stored_dtype.byteorder))
+    served = Served(tuple(dataset.shape) if shape is None else shape, as_dtype, as_dtype.type(fill))
     plist = dataset.id.get_create_plist()
     layout = plist.get_layout()
     filters = pipeline(dataset)
@@ -353,11 +345,12 @@ def open_data(
     library = dataset.is_virtual or plist.get_external_count() > 0 or layout == h5py.h5d.COMPACT
     if layout == h5py.h5d.CHUNKED and not library:
         chunks = tuple(dataset.chunks)
-        chunk_decoder = decoder(filters, math.prod(chunks) * served.itemsize)
+        chunk_decoder = decoder(filters, math.prod(chunks) * as_dtype.itemsize)
         if chunk_decoder is not None:
-            native = stored_codec(filters) if served.itemsize == 1 or stored_dtype.byteorder != ">" else None
-            return ChunkedData(dataset, shape, served, fill, file, chunk_decoder, native, cache)
-        return LibraryData(dataset, shape, served, fill, chunks)
+            little = as_dtype.itemsize == 1 or stored_dtype.byteorder != ">"
+            native = stored_codec(filters) if little else None
+            return ChunkedData(dataset, served, file, chunk_decoder, native, cache)
+        return LibraryData(dataset, served, chunks)
     if layout == h5py.h5d.CONTIGUOUS and not library:
         offset = dataset.id.get_offset()
         if offset is not None and offset + dataset.id.get_storage_size() > file.size:
@@ -365,5 +358,5 @@ def open_data(
                 f"file is truncated: dataset {dataset.name} ends at byte "
                 f"{offset + dataset.id.get_storage_size()} but the file has {file.size} bytes: {path}"
             )
-        return ContiguousData(dataset, shape, served, fill, file, offset)
-    return LibraryData(dataset, shape, served, fill, None)
+        return ContiguousData(dataset, served, file, offset)
+    return LibraryData(dataset, served, None)
