@@ -175,8 +175,9 @@ def write_imaris(directory: Path, times: int = 2) -> Hdf5Case:
             [np.stack([_pixels(size, "uint16", seed=10 * t + c) for c in range(2)]) for t in range(times)]
         )
         for level in range(3):
-            pixels = full[..., :: 2**level, :: 2**level, :: 2**level]
-            size = pixels.shape[-3:]
+            # Sizes halved and rounded down, given by ImageSizeX/Y/Z (not what halving rounded up makes).
+            size = tuple(extent // 2**level for extent in IMARIS_SIZE)
+            pixels = full[..., :: 2**level, :: 2**level, :: 2**level][..., : size[0], : size[1], : size[2]]
             levels.append(pixels if times > 1 else pixels[0])
             chunk = (4, 32, 32)
             padded = tuple(-(-extent // block) * block for extent, block in zip(size, chunk, strict=True))

@@ -59,8 +59,8 @@ def test_layouts_give_axes_levels_sizes_and_channels(tmp_path: Path) -> None:
         assert info.axes == "tczyx"
         assert [level.shape for level in info.levels] == [
             (2, 2, 7, 90, 75),
-            (2, 2, 4, 45, 38),
-            (2, 2, 2, 23, 19),
+            (2, 2, 3, 45, 37),
+            (2, 2, 1, 22, 18),
         ]
         assert info.physical_sizes == {
             "x": PhysicalSize(0.25, "micrometer"),

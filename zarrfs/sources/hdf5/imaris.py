@@ -38,11 +38,11 @@ def _real_size(
     group: h5py.Group, info: h5py.Group | None, previous: tuple[int, ...] | None
 ) -> tuple[int, ...] | None:
     """(z, y, x) of the image at one level: the channel group's ImageSize attributes, else (level 0) the
-    DataSetInfo/Image sizes, else half the previous level (rounded up, as Imaris makes its levels)."""
-    for attributes in (group.attrs, None if info is None else info.attrs):
-        if attributes is None:
-            continue
-        names = ("ImageSizeZ", "ImageSizeY", "ImageSizeX") if attributes is group.attrs else ("Z", "Y", "X")
+    DataSetInfo/Image sizes, else half the previous level (rounded up)."""
+    sources = [(group.attrs, ("ImageSizeZ", "ImageSizeY", "ImageSizeX"))]
+    if info is not None:
+        sources.append((info.attrs, ("Z", "Y", "X")))
+    for attributes, names in sources:
         sizes = [number(attributes.get(name)) for name in names]
         if all(size is not None and size >= 1 for size in sizes):
             return tuple(int(size) for size in sizes)  # type: ignore[arg-type]

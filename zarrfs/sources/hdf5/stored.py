@@ -334,6 +334,10 @@ def open_data(
     stored_dtype = dataset.dtype
     if stored_dtype.kind not in SERVABLE_KINDS or stored_dtype.shape or stored_dtype.names:
         raise SourceError(f"dataset {dataset.name} holds {stored_dtype}, not numbers zarrfs serves: {path}")
+    if 0 in dataset.shape:
+        raise SourceError(
+            f"dataset {dataset.name} is empty (shape {'x'.join(map(str, dataset.shape))}): {path}"
+        )
     as_dtype = np.dtype(dtype if dtype is not None else stored_dtype).newbyteorder("=")
     # The fill value's stored bytes, reinterpreted like the pixels.
     fill = np.array(dataset.fillvalue, stored_dtype).view(as_dtype.newbyteorder(stored_dtype.byteorder))
