@@ -229,3 +229,10 @@ def test_a_corrupt_chunk_fails_that_chunk_only(tmp_path: Path) -> None:
         np.testing.assert_array_equal(
             source.read_region(0, (slice(0, 64), slice(0, 64))), case.levels[0][:64, :64]
         )
+
+
+def test_an_empty_dataset_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "empty.h5"
+    with h5py.File(path, "w") as file:
+        file.create_dataset("empty", shape=(0, 10), dtype=np.uint8)
+    assert _error(path) == f"zarrfs: error: dataset /empty is empty (shape 0x10): {path}\n"

@@ -42,6 +42,7 @@ def bdv_plan(file: h5py.File, open_data: Opener, path: str) -> ImagePlan:
     levels: list[LevelPlan] = []
     description = ""
     served: np.dtype | None = None
+    reinterpreted = False
     for level in range(level_count):
         shapes = {}
         for _, setup in setups:
@@ -69,6 +70,7 @@ def bdv_plan(file: h5py.File, open_data: Opener, path: str) -> ImagePlan:
         if level == 0:
             description = storage(file[f"{first_time}/{next(iter(shapes))}/0/cells"])
         as_dtype = np.dtype("uint16") if dtype == np.dtype("int16") else None
+        reinterpreted = reinterpreted or as_dtype is not None
         pieces = {}
         for t, (_, time) in enumerate(times):
             for c, (_, setup) in enumerate(setups):
@@ -92,8 +94,8 @@ def bdv_plan(file: h5py.File, open_data: Opener, path: str) -> ImagePlan:
         dtype=served,
         physical_sizes=sizes,
         channels=channels,
-        details=f"{len(setups)} setups, {len(times)} time points, {description}"
-        + (", int16 read as uint16" if served == np.dtype("uint16") and description else ""),
+        details=f"{len(setups)} setups, {len(times)} time points, {description}",
+        dtype_note=" (int16 in the file)" if reinterpreted else "",
         companions=(os.path.abspath(xml_path),) if os.path.isfile(xml_path) else (),
     )
 

@@ -104,4 +104,5 @@ class ImagePlan:
     physical_sizes: dict[str, PhysicalSize] = field(default_factory=dict)
     channels: list[Channel] = field(default_factory=list)
     details: str = ""  # for the description: where the pixels are
+    dtype_note: str = ""  # for the description: how the stored numbers are read, where not as stored
     companions: tuple[str, ...] = ()  # other files read (a BigDataViewer XML)

@@ -108,7 +108,7 @@ class Hdf5Source(ImageSource):
             levels=[Level(level.shape, level.storage_unit) for level in plan.levels],
             physical_sizes=plan.physical_sizes,
             channels=plan.channels,
-            description=f"{plan.kind}, {plan.details}, {plan.dtype}"
+            description=f"{plan.kind}, {plan.details}, {plan.dtype}{plan.dtype_note}"
             + (f", {count} levels" if count > 1 else ""),
             fill_value=np.asarray(plan.levels[0].fill).item(),
         )
