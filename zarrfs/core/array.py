@@ -10,7 +10,7 @@ import numpy as np
 from zarrfs.core.codecs import Encoding
 from zarrfs.core.levels import ChunkIndex, ChunkReadError, PixelLevel
 from zarrfs.core.tree import FileBytes, WouldBlock
-from zarrfs.sources import ImageSource
+from zarrfs.sources import CodecConfig, ImageSource
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,15 @@ class VirtualArray:
         self.native = native
         self.grid = level.grid
         self.raw_chunk_nbytes = math.prod(level.chunks) * level.dtype.itemsize
+
+    @property
+    def filters(self) -> tuple[CodecConfig, ...]:
+        """The numcodecs filters of chunk files after their codec (those of stored blocks passed through)."""
+        if self.native is None:
+            return ()
+        source, level = self.native
+        blocks = source.native_blocks(level)
+        return () if blocks is None else blocks.filters
 
     @property
     def shape(self) -> tuple[int, ...]:

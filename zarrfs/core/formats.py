@@ -52,6 +52,9 @@ class NgffFormat(ABC):
     summary: ClassVar[str]  # one line for `zarrfs info`
     # Stored blocks' codec ids whose byte stream this format's codec metadata can name.
     passthrough_codecs: ClassVar[frozenset[str]]
+    # Whether its array metadata can name the numcodecs filters stored blocks need before the codec (Zarr
+    # v2's "filters"; Zarr v3's standard codecs have no shuffle).
+    passthrough_filters: ClassVar[bool]
 
     @abstractmethod
     def group_documents(
@@ -79,6 +82,8 @@ class NgffFormat(ABC):
         same codec with the same parameters as the served metadata states them, except a compression level
         (zlib, zstd and gzip decoders read a stream of any level; blosc's ``clevel``, shuffle and block size
         are stated in its metadata and must be the stored ones)."""
+        if blocks.filters and not self.passthrough_filters:
+            return False
         if blocks.codec_id not in self.passthrough_codecs:
             return False
         return _same_stream(blocks.codec, self.stream_codec(compressor))
@@ -103,6 +108,7 @@ class NgffV04(NgffFormat):
     supports_sharding = False
     summary = "NGFF 0.4 on Zarr v2: .zgroup, .zattrs, <level>/.zarray, chunks <level>/<i>/<j>/..."
     passthrough_codecs = frozenset({"none", "zlib", "zstd", "blosc"})
+    passthrough_filters = True
 
     def group_documents(
         self, info: SourceInfo, levels: Levels, name: str, method: str | None
@@ -122,7 +128,7 @@ class NgffV04(NgffFormat):
             "compressor": array.encoding.metadata,
             "fill_value": json_fill_value(array),
             "order": "C",
-            "filters": None,
+            "filters": [dict(config) for config in array.filters] or None,
             "dimension_separator": "/",
         }
         return {".zarray": zarray}
@@ -153,6 +159,7 @@ class NgffV05(NgffFormat):
     supports_sharding = True
     summary = "NGFF 0.5 on Zarr v3: zarr.json, <level>/zarr.json, chunks <level>/c/<i>/<j>/..."
     passthrough_codecs = frozenset({"none", "zstd", "gzip", "blosc"})  # v3 has no zlib codec
+    passthrough_filters = False
 
     def group_documents(
         self, info: SourceInfo, levels: Levels, name: str, method: str | None

@@ -57,18 +57,26 @@ class NativeBlocks:
 
     ``block_shape`` is per canonical axis and may be deeper than one plane (HDF5 and Zarr chunks are 3-D);
     every block is full-size (edge blocks padded, as TIFF tiles are). ``codec`` is the numcodecs
-    configuration that decodes a stored block (None: stored raw), and the decoded bytes are the block's
-    pixels in C order, little-endian.
+    configuration that decodes a stored block (None: stored raw); ``filters`` are numcodecs configurations
+    undone after it, last first, as Zarr v2 decodes its ``filters`` (HDF5's shuffle before deflate). The
+    decoded bytes are the block's pixels in C order, little-endian.
     """
 
     block_shape: tuple[int, ...]
     codec: CodecConfig | None  # given as a config, or as a bare codec id ("zlib"; "none" for raw)
+    filters: tuple[CodecConfig, ...]
 
-    def __init__(self, block_shape: tuple[int, ...], codec: CodecConfig | str | None) -> None:
+    def __init__(
+        self,
+        block_shape: tuple[int, ...],
+        codec: CodecConfig | str | None,
+        filters: tuple[CodecConfig, ...] = (),
+    ) -> None:
         if isinstance(codec, str):
             codec = None if codec == "none" else {"id": codec}
         object.__setattr__(self, "block_shape", tuple(block_shape))
         object.__setattr__(self, "codec", None if codec is None else MappingProxyType(dict(codec)))
+        object.__setattr__(self, "filters", tuple(MappingProxyType(dict(item)) for item in filters))
 
     @property
     def codec_id(self) -> str:

@@ -129,11 +129,12 @@ class Reader(ABC):
 
 
 def _builtin_readers() -> list[Reader]:
+    from zarrfs.sources.hdf5 import Hdf5Reader
     from zarrfs.sources.sequence import SequenceReader
     from zarrfs.sources.tiff import TiffReader
     from zarrfs.sources.zarrstore import ZarrReader
 
-    return [TiffReader(), SequenceReader(), ZarrReader()]
+    return [TiffReader(), SequenceReader(), Hdf5Reader(), ZarrReader()]
 
 
 def _as_reader(loaded: object, name: str) -> Reader:

@@ -233,7 +233,7 @@ class SourceConformance:
             grid = tuple(
                 math.ceil(extent / block) for extent, block in zip(shape, native.block_shape, strict=True)
             )
-            decoder = _decoder(native.codec)
+            decoder = _decoder(native.codec, native.filters)
             indices = list(np.ndindex(*grid))
             rng = random.Random(level)
             for index in rng.sample(indices, min(NATIVE_BLOCKS_CHECKED, len(indices))):
@@ -256,10 +256,17 @@ class SourceConformance:
                 source.read_native_block(level, outside)
 
 
-def _decoder(codec: Any) -> Callable[[bytes], bytes]:
-    if codec is None:
-        return bytes
+def _decoder(codec: Any, filters: Sequence[Any] = ()) -> Callable[[bytes], bytes]:
+    """Decodes a stored block as Zarr v2 does: the codec, then the filters, last first."""
     import numcodecs
 
-    decoder = numcodecs.get_codec(dict(codec))
-    return lambda data: bytes(decoder.decode(data))
+    steps = [
+        numcodecs.get_codec(dict(config)) for config in (codec, *reversed(filters)) if config is not None
+    ]
+
+    def decode(data: bytes) -> bytes:
+        for step in steps:
+            data = bytes(step.decode(data))
+        return data
+
+    return decode
