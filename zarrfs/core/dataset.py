@@ -21,7 +21,7 @@ from zarrfs.core.ngff import image_attributes_v04, image_attributes_v05
 from zarrfs.core.options import ServeOptions
 from zarrfs.core.pyramid import ComputedLevel, computed_levels
 from zarrfs.core.sharding import ShardedArray
-from zarrfs.core.staleness import SourceWatch
+from zarrfs.core.staleness import FileIdentity, SourceWatch, WatchedSource
 from zarrfs.core.tree import ChunkFiles, VirtualTree
 from zarrfs.lru import ByteLRUCache
 from zarrfs.sources import ImageSource, open_source
@@ -197,7 +197,11 @@ def _documents(layout: Layout, source: ImageSource, name: str, method: str | Non
     return documents
 
 
-def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
+def build_dataset(source: ImageSource, options: ServeOptions, watch: SourceWatch | None = None) -> Dataset:
+    """Serve ``source``, watching its files from ``watch`` on (default: a watch started now)."""
+    watch = watch or SourceWatch.of(source.files())
+    # Every read of the source's files goes through the watch: no chunk holds a byte of a changed file.
+    source = WatchedSource(source, watch)
     info = source.info
     compressor = make_compressor(options.compressor, options.clevel)
     chunk_cache_bytes = options.cache_bytes - block_cache_bytes(options.cache_bytes)
@@ -227,16 +231,22 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
         prefix = "" if layout.ngff == "0.4" else "c"
         for level, files in zip(levels, layout.files, strict=True):
             arrays.setdefault(level.name, {})[prefix] = files
-    tree = VirtualTree(documents, arrays, guard=SourceWatch(source.path).check)
+    tree = VirtualTree(documents, arrays, guard=watch.check, recheck_due=watch.recheck_due)
     return Dataset(source, options, compressor, cache, coarse_cache, levels, layouts, tree, name)
 
 
 def open_dataset(path: str | os.PathLike[str], options: ServeOptions | None = None) -> Dataset:
     """Open ``path`` and build its virtual tree: metadata only, no pixel data is read."""
     options = options or ServeOptions()
+    # The file as it is before any of its bytes is read: a change while it is being opened shows at the first
+    # check. (A file that cannot be looked up is left to open_source, which says why.)
+    try:
+        before = {os.path.abspath(path): FileIdentity.of(os.fspath(path))}
+    except OSError:
+        before = {}
     source = open_source(path, options.series, block_cache_bytes(options.cache_bytes))
     try:
-        return build_dataset(source, options)
+        return build_dataset(source, options, SourceWatch.of(source.files(), known=before))
     except BaseException:
         source.close()
         raise

@@ -83,6 +83,11 @@ class ImageSource(ABC):
         into an I/O error for the one chunk that needed it.
         """
 
+    def files(self) -> list[str]:
+        """Every file whose bytes the reads may use, ``path`` first: the files watched for changes while the
+        source is served. The default is ``path`` alone."""
+        return [self.path]
+
     def native_blocks(self, level: int) -> NativeBlocks | None:
         """The level's blocks that can be served unchanged, or None (the default) when none can."""
         return None

@@ -112,6 +112,10 @@ class TiffSource(ImageSource):
             raise ValueError(f"region has {len(region)} axes, the image has {len(reader.plan.shape)}")
         return reader.read(region)
 
+    def files(self) -> list[str]:
+        """This file and, for a multi-file OME-TIFF, the other files its planes are read from."""
+        return list(dict.fromkeys(file.path for file in self._files.values()))
+
     def native_blocks(self, level: int) -> NativeBlocks | None:
         native = self._native_level(level)
         return None if native is None else native.blocks
