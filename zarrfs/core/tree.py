@@ -82,9 +82,9 @@ class VirtualTree:
     ``arrays`` maps an array directory to its chunk file sets by key prefix: "" for v2, "c" for v3.
     ``guard`` runs whenever a chunk file is looked up (``stat``, which every open and whole-file read goes
     through), and raises (an OSError) to refuse it. Reads of an already open file run it only when
-    ``recheck_due()`` says so: a check per read request cost up to a fifth of the daemon's time. (The chunk
-    files themselves check the source after each read of it, see staleness.py: the guard refuses chunks
-    already made once the source has changed.)
+    ``recheck_due()`` says so: a check per read request cost up to a fifth of the daemon's time. (Every read
+    of the source for a chunk is checked itself, see staleness.py; here the guard refuses chunks made before
+    a change.)
 
     ``stat`` and ``read`` with ``blocking=False`` raise WouldBlock where they would make a chunk or read the
     source; the guard (a stat of the source file, no data read) runs either way, except that a non-blocking
