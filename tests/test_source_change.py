@@ -4,8 +4,8 @@ whenever it was opened.
 One test per field of the identity a source file is watched by (device, inode, size, mtime, ctime), each
 changing that field first in the order they are compared and asserting its own message: dropping any one
 comparison fails its test. Then files opened (and mapped) before an in-place rewrite and read after it, a
-chunk read before the change and read again through the same open file, a change during a read, and the
-other files of a multi-file OME-TIFF. Expected pixels come from tifffile.
+chunk read before the change and read again through the same open file, a change during a read or while
+the source is being opened, and the other files of a multi-file OME-TIFF. Expected pixels come from tifffile.
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def test_a_chunk_file_mapped_before_an_in_place_rewrite_faults_after_it_never_ne
 
 
 # ----------------------------------------------------------------------------------------------------------
-# In-process: a change during a read, the other files of a multi-file OME-TIFF
+# In-process: a change during a read, the other files of a multi-file OME-TIFF, a change while opening
 
 
 class _ChangingDuringRead(ArraySource):
@@ -302,3 +302,26 @@ def test_every_file_of_a_multi_file_ome_tiff_is_watched(tmp_path: Path) -> None:
     finally:
         dataset.close()
     assert f"source {companion} was modified" in str(error.value)
+
+
+def test_a_change_while_the_source_is_being_opened_shows_at_the_first_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zarrfs.core.dataset as dataset_module
+
+    source = tmp_path / "source.tif"
+    _write(source, _image(1))
+    open_source = dataset_module.open_source
+
+    def open_then_change(*args: object) -> object:
+        opened = open_source(*args)  # type: ignore[arg-type]  # metadata read from the file as it was
+        _touch_forward(source)
+        return opened
+
+    monkeypatch.setattr(dataset_module, "open_source", open_then_change)
+    dataset = open_dataset(source, serve_options(chunks="32,32"))
+    try:
+        with pytest.raises(SourceChangedError, match="was modified"):
+            dataset.tree.read_file("0/0/0")
+    finally:
+        dataset.close()
