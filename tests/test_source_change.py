@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ from tiff_cases import ome_multi_file
 from zarrfs.core import build_dataset, open_dataset
 from zarrfs.core.options import serve_options
 from zarrfs.core.staleness import RECHECK_S, SourceChangedError
+from zarrfs.core.tree import VirtualTree, WouldBlock
 
 CHUNKS = (32, 32)
 # What the log and the error say for each field of the identity, when it is the first that differs.
@@ -325,3 +327,33 @@ def test_a_change_while_the_source_is_being_opened_shows_at_the_first_read(
             dataset.tree.read_file("0/0/0")
     finally:
         dataset.close()
+
+
+def test_with_a_hanging_source_check_open_files_still_read_their_cached_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import zarrfs.core.tree as tree_module
+
+    monkeypatch.setattr(tree_module, "STUCK_CHECK_S", 0.05)
+    data = np.arange(128 * 128, dtype=np.uint16).reshape(128, 128)
+    dataset = build_dataset(ArraySource(data, "yx"), serve_options(ngff="0.4", levels=1, chunks="64,64"))
+    files = dataset.layouts[0].files[0]
+    files.read((0, 0), 0, 1)  # made (and checked) before the source stopped answering
+    answering = threading.Event()
+    # A source whose every check waits, like a stat on a network filesystem that stopped answering, with a
+    # re-check due at every read.
+    tree = VirtualTree({}, {"0": {"": files}}, guard=lambda: answering.wait(5), recheck_due=lambda: True)
+    stuck = threading.Thread(target=tree.read, args=("0/0/0", 0, 1), kwargs={"blocking": False})
+    stuck.start()
+    time.sleep(0.1)
+    try:
+        assert stuck.is_alive()
+        # Answered at once from the cache, not sent where a time limit applies (and fails after it) ...
+        assert tree.read("0/0/0", 0, 1 << 20, blocking=False) == data[:64, :64].astype("<u2").tobytes()
+        # ... while lookups, which may open files for chunks not made yet, still are.
+        with pytest.raises(WouldBlock):
+            tree.stat("0/0/0", blocking=False)
+    finally:
+        answering.set()
+        stuck.join(timeout=5)
+    assert not stuck.is_alive()

@@ -220,7 +220,7 @@ class VirtualTree:
             return file.files.read(file.index, offset, size)
         data = file.files.read(file.index, offset, size, blocking=False)
         if self._recheck_due():  # after, as in ``stat``
-            self._check_without_waiting()
+            self._check_without_waiting(optional=True)
         return data
 
     def read_file(self, path: str, blocking: bool = True) -> FileBytes:
@@ -237,14 +237,20 @@ class VirtualTree:
         self._check_without_waiting()  # after, as in ``stat``
         return data
 
-    def _check_without_waiting(self) -> None:
+    def _check_without_waiting(self, optional: bool = False) -> None:
         """Run the guard for a non-blocking call, unless an earlier check has hung (a source on a network
         filesystem that stopped answering): then raise WouldBlock, so that the caller asks again where a
-        time limit applies, instead of one more thread waiting here without one."""
+        time limit applies, instead of one more thread waiting here without one.
+
+        An ``optional`` check (the re-check of a read whose bytes are at hand: a chunk made, and checked,
+        before any change was seen) is skipped instead: reads of open files keep being answered from the
+        cache while the source cannot be checked."""
         thread = threading.get_ident()
         with self._checks_lock:
             now = time.monotonic()
             if now - min(self._checks_under_way.values(), default=now) > STUCK_CHECK_S:
+                if optional:
+                    return
                 raise WouldBlock
             self._checks_under_way[thread] = now
         try:
