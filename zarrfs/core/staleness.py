@@ -17,8 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -39,8 +38,9 @@ class SourceChangedError(OSError):
         super().__init__(errno.EIO, message)
 
 
-@dataclass(frozen=True)
-class FileIdentity:
+class FileIdentity(NamedTuple):
+    """A tuple: the check of an unchanged file is one stat and one comparison."""
+
     device: int
     inode: int
     size: int
@@ -90,7 +90,8 @@ class SourceWatch:
     def _first_change(self) -> str | None:
         for path, opened in self.opened.items():
             try:
-                change = opened.change_to(FileIdentity.of(path))
+                now = FileIdentity.of(path)
+                change = None if now == opened else opened.change_to(now)
             except FileNotFoundError:
                 change = "was deleted"
             except OSError as error:
