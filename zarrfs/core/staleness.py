@@ -2,11 +2,13 @@
 
 Every file a source reads is watched by its identity: device, inode, size, modification time and status
 change time (ctime). A write updates both times before its bytes can be read back (the kernel stamps the
-inode first, to the tick of its clock), and no user can set the ctime back, so a rewrite that restores the
-old mtime still shows.
+inode first, to the tick of its clock), and utime() can put the mtime back but never the ctime, so a rewrite
+that restores the old mtime still shows.
+
 Each read of source data is followed by a check of every watched file: bytes read before a check that finds
 all of them unchanged are the mounted files' bytes, and the result of a read followed by a failed check is
-dropped before anyone (the cache included) sees it.
+dropped before anyone (the cache included) sees it. A stat before the read would add nothing: the check
+after it compares with the identity at open, so it also sees a change made before the read.
 """
 
 from __future__ import annotations
