@@ -353,7 +353,7 @@ def test_a_file_that_vanishes_or_changes_fails_its_planes_only(tmp_path: Path) -
     for path, why in (
         (paths[1], "was deleted"),
         (paths[2], "was deleted"),
-        (paths[3], "changed since it was mounted"),
+        (paths[3], "was modified (its modification time changed) since it was mounted"),
     ):
         lines = [
             line for line in log.splitlines() if f"sequence file {path} {why}" in line and "chunk" not in line

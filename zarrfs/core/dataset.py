@@ -7,6 +7,7 @@ Both layouts can be served from one tree, their keys never collide: NGFF 0.4 on 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -22,10 +23,11 @@ from zarrfs.core.levels import FanOut, PixelLevel, StoredLevel, new_cache
 from zarrfs.core.options import ServeOptions
 from zarrfs.core.pyramid import ComputedLevel, computed_levels
 from zarrfs.core.sharding import ShardedArray
-from zarrfs.core.staleness import SourceWatch
+from zarrfs.core.staleness import SourceWatch, WatchedSource
 from zarrfs.core.tree import ChunkFiles, VirtualTree
 from zarrfs.lru import ENTRY_OVERHEAD_BYTES, ByteLRUCache
 from zarrfs.sources import ImageSource, open_source
+from zarrfs.sources.identity import FileIdentity
 
 
 def block_cache_bytes(cache_bytes: int) -> int:
@@ -159,7 +161,11 @@ def _documents(layout: Layout, source: ImageSource, name: str, method: str | Non
     return {path: json_bytes(document) for path, document in fmt.consolidated(documents).items()}
 
 
-def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
+def build_dataset(source: ImageSource, options: ServeOptions, watch: SourceWatch | None = None) -> Dataset:
+    """Serve ``source``, watching its files from ``watch`` on (default: a watch started now)."""
+    watch = watch or SourceWatch.of(source.watched_files())
+    # Every read of the source's files goes through the watch: no chunk holds a byte of a changed file.
+    source = WatchedSource(source, watch)
     info = source.info
     if options.pixel_sizes:
         # The user's sizes replace the source's, for everything served and described from here on.
@@ -198,10 +204,7 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
         documents.update(_documents(layout, source, name, method))
         for level, files in zip(levels, layout.files, strict=True):
             arrays.setdefault(level.name, {})[layout.format.chunk_prefix] = files
-    # A source named by its file is watched as a whole; one named by a pattern or a list (a file sequence)
-    # checks each file it reads itself, so that a changed file fails only its own chunks.
-    guard = SourceWatch(source.path).check if os.path.abspath(source.path) in source.files() else None
-    tree = VirtualTree(documents, arrays, guard=guard)
+    tree = VirtualTree(documents, arrays, guard=watch.check, recheck_due=watch.recheck_due)
     return Dataset(source, options, compressor, cache, coarse_cache, levels, layouts, tree, name, fanout)
 
 
@@ -211,9 +214,15 @@ def open_dataset(
     """Open ``path`` (a file, a glob pattern, a list of files) and build its virtual tree: metadata only, no
     pixel data is read."""
     options = options or ServeOptions()
+    # The file as it is before any of its bytes is read: a change while it is being opened shows at the first
+    # check. (A file that cannot be looked up, or a file set, is left to open_source, which says why.)
+    before = {}
+    if isinstance(path, str | os.PathLike):
+        with contextlib.suppress(OSError):
+            before = {os.path.abspath(path): FileIdentity.of(os.fspath(path))}
     source = open_source(path, options.source, block_cache_bytes(options.cache_bytes))
     try:
-        return build_dataset(source, options)
+        return build_dataset(source, options, SourceWatch.of(source.watched_files(), known=before))
     except BaseException:
         source.close()
         raise

@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from zarrfs import cancellation
+from zarrfs.core.staleness import SourceChangedError
 from zarrfs.lru import ByteLRUCache, without_tracebacks
 from zarrfs.sources import ImageSource
 
@@ -100,8 +101,8 @@ class PixelLevel(ABC):
         region = self.chunk_region(index)
         try:
             pixels = self.read_region(region)
-        except ChunkReadError:
-            raise  # a chunk of the level above failed, and said so
+        except (ChunkReadError, SourceChangedError):
+            raise  # a chunk of the level above failed, or the source changed, and said so
         except Exception as error:
             log.error("level %s chunk %s: source read failed: %s", self.name, index, error)
             raise ChunkReadError(f"cannot read chunk {index} of level {self.name}: {error}") from error

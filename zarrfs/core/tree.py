@@ -92,8 +92,10 @@ class VirtualTree:
 
     ``arrays`` maps an array directory to its chunk file sets by key prefix: "" for v2, "c" for v3.
     ``guard`` runs whenever a chunk file is looked up (``stat``, which every open and whole-file read goes
-    through), and raises (an OSError) to refuse it. Reads of an already open file are not checked again: a
-    check per read request cost up to a fifth of the daemon's time.
+    through), and raises (an OSError) to refuse it. Reads of an already open file run it only when
+    ``recheck_due()`` says so: a check per read request cost up to a fifth of the daemon's time. (Every read
+    of the source for a chunk is checked itself, see staleness.py; here the guard refuses chunks made before
+    a change.)
 
     ``stat`` and ``read`` with ``blocking=False`` raise WouldBlock where they would make a chunk or read the
     source; the guard (a stat of the source file, no data read) runs either way, except that a non-blocking
@@ -105,8 +107,10 @@ class VirtualTree:
         documents: dict[str, bytes],
         arrays: dict[str, dict[str, ChunkFiles]],
         guard: Callable[[], None] | None = None,
+        recheck_due: Callable[[], bool] | None = None,
     ) -> None:
         self._guard = guard or (lambda: None)
+        self._recheck_due = recheck_due or (lambda: False)
         self._documents = {"/".join(_split(key)): value for key, value in documents.items()}
         self._arrays = {"/".join(_split(key)): files for key, files in arrays.items()}
         # Directories holding documents, arrays or key prefixes, with their named children (metadata only).
@@ -222,11 +226,19 @@ class VirtualTree:
 
     def read(self, path: str, offset: int, size: int, blocking: bool = True) -> FileBytes:
         """Bytes ``offset`` to ``offset + size`` of the file at ``path``, read-only. Raises FileNotFoundError,
-        IsADirectoryError or ChunkReadError (an OSError) when the source cannot be read for a chunk."""
+        IsADirectoryError, ChunkReadError (an OSError) when the source cannot be read for a chunk, or what the
+        guard raises once the source changed."""
         file = self._file(path)
         if isinstance(file, bytes):
             return file[offset : offset + size]
-        return file.files.read(file.index, offset, size, blocking)
+        if blocking:
+            if self._recheck_due():
+                self._guard()
+            return file.files.read(file.index, offset, size)
+        data = file.files.read(file.index, offset, size, blocking=False)
+        if self._recheck_due():  # after, as in ``stat``
+            self._check_without_waiting(optional=True)
+        return data
 
     def read_file(self, path: str, blocking: bool = True) -> FileBytes:
         """The whole file at ``path`` (same errors as ``read``). A chunk file is looked up as by ``stat``,
@@ -242,14 +254,20 @@ class VirtualTree:
         self._check_without_waiting()  # after, as in ``stat``
         return data
 
-    def _check_without_waiting(self) -> None:
+    def _check_without_waiting(self, optional: bool = False) -> None:
         """Run the guard for a non-blocking call, unless an earlier check has hung (a source on a network
         filesystem that stopped answering): then raise WouldBlock, so that the caller asks again where a
-        time limit applies, instead of one more thread waiting here without one."""
+        time limit applies, instead of one more thread waiting here without one.
+
+        An ``optional`` check (the re-check of a read whose bytes are at hand: a chunk made, and checked,
+        before any change was seen) is skipped instead: reads of open files keep being answered from the
+        cache while the source cannot be checked."""
         thread = threading.get_ident()
         with self._checks_lock:
             now = time.monotonic()
             if now - min(self._checks_under_way.values(), default=now) > STUCK_CHECK_S:
+                if optional:
+                    return
                 raise WouldBlock
             self._checks_under_way[thread] = now
         try:

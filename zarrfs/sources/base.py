@@ -122,9 +122,15 @@ class ImageSource(ABC):
         """
 
     def files(self) -> tuple[str, ...]:
-        """Every file the source reads pixels or metadata from, as absolute paths: the core watches them
-        all for changes. The default is the one file at ``path``."""
+        """Every file the source reads pixels or metadata from, as absolute paths. The default is the one
+        file at ``path``."""
         return (os.path.abspath(self.path),)
+
+    def watched_files(self) -> Sequence[str]:
+        """The files the core checks for changes after every read of the source (``files()``, the default).
+        A source of so many files that checking them all per read would cost more than the read (a sequence
+        of thousands) checks the files each read uses itself, and returns none here."""
+        return self.files()
 
     def problems(self) -> list[str]:
         """What is wrong with files the source would only open on a first read (``zarrfs info --check``

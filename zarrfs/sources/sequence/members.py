@@ -8,7 +8,6 @@ logged once, and every later read of it fails at once (an EIO for its chunks onl
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -17,27 +16,15 @@ from typing import NoReturn, TypeVar
 
 from zarrfs.errors import SourceError
 from zarrfs.sources.base import ImageSource
+from zarrfs.sources.identity import FileIdentity, change_since
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-Identity = tuple[int, int, int, int, int]
 
-
-def identity(path: str) -> Identity:
-    """What tells a file from a changed one: device, inode, size, modification and status-change times."""
-    status = os.stat(path)
-    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
-
-
-def _change(path: str, mounted: Identity) -> str | None:
-    try:
-        now = identity(path)
-    except FileNotFoundError:
-        return "was deleted since it was mounted"
-    except OSError as error:
-        return f"cannot be checked ({error.strerror})"
-    return None if now == mounted else "changed since it was mounted (replaced, resized or modified)"
+def _change(path: str, mounted: FileIdentity) -> str | None:
+    change = change_since(path, mounted)
+    return None if change is None else f"{change} since it was mounted"
 
 
 class _Entry:
@@ -60,7 +47,7 @@ class Members:
     def __init__(
         self,
         paths: Sequence[str],
-        identities: Sequence[Identity],
+        identities: Sequence[FileIdentity],
         open_file: Callable[[str], ImageSource],
         mismatch: Callable[[ImageSource], str | None],
         capacity: int,

@@ -15,8 +15,9 @@ import numpy as np
 
 from zarrfs.errors import SourceError
 from zarrfs.sources.base import CANONICAL_AXES, Channel, ImageSource, Level, NativeBlocks, SourceInfo
+from zarrfs.sources.identity import FileIdentity
 from zarrfs.sources.registry import Location, Reader
-from zarrfs.sources.sequence.members import Members, identity
+from zarrfs.sources.sequence.members import Members
 from zarrfs.sources.sequence.names import Placement
 
 SEQUENCE_AXES = "ztc"
@@ -50,7 +51,7 @@ class SequenceSource(ImageSource):
         self._placement = placement
         try:
             # Taken before the first file is read: a change from here on is seen.
-            identities = [identity(path) for path in self._paths]
+            identities = [FileIdentity.of(path) for path in self._paths]
         except OSError as error:
             raise SourceError(f"cannot read sequence file {error.filename}: {error.strerror}") from None
         per_file_cache = max(1, block_cache_bytes // max_open_files)
@@ -119,6 +120,10 @@ class SequenceSource(ImageSource):
 
     def files(self) -> tuple[str, ...]:
         return self._paths
+
+    def watched_files(self) -> tuple[str, ...]:
+        # Thousands of files: each read checks the files it used (Members.read), not all of them.
+        return ()
 
     def _planes(self, region: tuple[slice, ...]) -> tuple[slice, tuple[slice, ...]]:
         if len(region) != len(self.info.axes):

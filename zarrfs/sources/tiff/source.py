@@ -50,8 +50,8 @@ class TiffSource(ImageSource):
         except BaseException:
             self.close()
             raise
-        # The file itself and every companion file of a multi-file OME-TIFF that holds planes of the series.
-        self._paths = tuple(sorted({os.path.abspath(file.path) for file in self._files.values()}))
+        # This file and, for a multi-file OME-TIFF, the other files its planes are read from.
+        self._paths = tuple(dict.fromkeys(os.path.abspath(file.path) for file in self._files.values()))
 
     def _open_series(self, tiff: tifffile.TiffFile, index: int, cache: ByteLRUCache[np.ndarray]) -> None:
         """Build the level readers, which share ``cache`` (dropped with them at close), and ``info``."""
