@@ -105,9 +105,10 @@ class Reader(ABC):
 
 
 def _builtin_readers() -> list[Reader]:
+    from zarrfs.sources.nifti import NiftiReader
     from zarrfs.sources.tiff import TiffReader
 
-    return [TiffReader()]
+    return [TiffReader(), NiftiReader()]
 
 
 def _as_reader(loaded: object, name: str) -> Reader:
