@@ -160,3 +160,11 @@ def gzip_file(source: Path, target: Path) -> Path:
     """``source`` gzipped as one member (what nibabel writes)."""
     target.write_bytes(gzip.compress(source.read_bytes(), compresslevel=1))
     return target
+
+
+def patched(source: Path, target: Path, offset: int, value: bytes) -> Path:
+    """A copy of ``source`` at ``target`` with ``value`` written over its bytes from ``offset`` on."""
+    data = bytearray(source.read_bytes())
+    data[offset : offset + len(value)] = value
+    target.write_bytes(bytes(data))
+    return target

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import errno
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import zarr
-from mounting import mounted, zarrfs
-from nifti_cases import CASES, TRANSLATED, gzip_file, reference
+from mounting import mounted, validate_ngff, zarrfs
+from nifti_cases import CASES, TRANSLATED, gzip_file, patched, reference
 from test_cli_errors import assert_clean_failure
 
 
@@ -27,16 +25,6 @@ def _case(name: str, case_dir: Path) -> Path:
     directory = case_dir / name
     directory.mkdir(exist_ok=True)
     return CASES[name](directory)
-
-
-def _validate(mnt: Path) -> None:
-    result = subprocess.run(
-        [Path(sys.executable).parent / "ome-zarr-models", "validate", str(mnt)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _tensorstore(array: Path, driver: str) -> np.ndarray:
@@ -78,7 +66,7 @@ def test_zarr_and_tensorstore_read_nibabels_values_through_the_mount(
         np.testing.assert_array_equal(_tensorstore(mnt / "0", "zarr3"), expected)
         v3 = zarr.open_group(mnt, mode="r", zarr_format=3)
         np.testing.assert_array_equal(v3["0"][...], expected)
-        _validate(mnt)
+        validate_ngff(mnt)
 
 
 def test_ngff_metadata_has_nifti_sizes_units_origin_and_header(case_dir: Path, tmp_path: Path) -> None:
@@ -86,7 +74,7 @@ def test_ngff_metadata_has_nifti_sizes_units_origin_and_header(case_dir: Path, t
     with mounted(path, tmp_path / "mnt", "--levels", "2") as mnt:
         attributes = json.loads((mnt / ".zattrs").read_text())
         v3_attributes = json.loads((mnt / "zarr.json").read_text())["attributes"]
-        _validate(mnt)
+        validate_ngff(mnt)
     multiscale = attributes["multiscales"][0]
     assert multiscale["axes"] == [{"name": axis, "type": "space", "unit": "millimeter"} for axis in "zyx"]
     level0, level1 = (dataset["coordinateTransformations"] for dataset in multiscale["datasets"])
@@ -143,21 +131,14 @@ def test_a_truncated_nii_gives_eio_for_chunks_past_the_end_only(case_dir: Path, 
         assert raised.value.errno == errno.EIO
 
 
-def _patched(source: Path, target: Path, offset: int, value: bytes) -> Path:
-    data = bytearray(source.read_bytes())
-    data[offset : offset + len(value)] = value
-    target.write_bytes(bytes(data))
-    return target
-
-
 def test_bad_magic_and_vox_offset_past_the_end_fail_the_mount_with_one_line(
     case_dir: Path, tmp_path: Path
 ) -> None:
     import struct
 
     path = _case("3d_uint16", case_dir)
-    bad_magic = _patched(path, tmp_path / "magic.nii", 344, b"xy1\0")
-    past = _patched(path, tmp_path / "past.nii", 108, struct.pack("<f", path.stat().st_size + 64.0))
+    bad_magic = patched(path, tmp_path / "magic.nii", 344, b"xy1\0")
+    past = patched(path, tmp_path / "past.nii", 108, struct.pack("<f", path.stat().st_size + 64.0))
     for source, fragment in [
         (bad_magic, "not a supported image format"),
         (gzip_file(bad_magic, tmp_path / "magic.nii.gz"), "not a supported image format"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from nifti_cases import CASES, TRANSLATED, gzip_file, reference
+from nifti_cases import CASES, TRANSLATED, gzip_file, patched, reference
 
 from zarrfs.errors import SourceError
 from zarrfs.sources import PhysicalSize, open_source
@@ -297,20 +297,13 @@ def test_a_truncated_nii_serves_the_chunks_before_the_end_and_fails_after(
             source.read_region(0, (slice(3, 4), slice(0, 13), slice(0, 17)))
 
 
-def _patched(source: Path, target: Path, offset: int, value: bytes) -> Path:
-    data = bytearray(source.read_bytes())
-    data[offset : offset + len(value)] = value
-    target.write_bytes(bytes(data))
-    return target
-
-
 def test_a_bad_magic_is_not_claimed(case_dir: Path, tmp_path: Path) -> None:
-    bad = _patched(case_path("3d_uint16", case_dir), tmp_path / "bad.nii", 344, b"xy1\0")
+    bad = patched(case_path("3d_uint16", case_dir), tmp_path / "bad.nii", 344, b"xy1\0")
     with pytest.raises(SourceError, match="not a supported image format"):
         open_source(bad)
     with pytest.raises(SourceError, match="not a supported image format"):
         open_source(gzip_file(bad, tmp_path / "bad.nii.gz"))
-    nifti2 = _patched(case_path("4d_int8_nifti2", case_dir), tmp_path / "bad2.nii", 4, b"n+3\0")
+    nifti2 = patched(case_path("4d_int8_nifti2", case_dir), tmp_path / "bad2.nii", 4, b"n+3\0")
     with pytest.raises(SourceError, match="not a supported image format"):
         open_source(nifti2)
 
@@ -318,17 +311,17 @@ def test_a_bad_magic_is_not_claimed(case_dir: Path, tmp_path: Path) -> None:
 def test_a_vox_offset_past_the_end_is_refused_at_open(case_dir: Path, tmp_path: Path) -> None:
     path = case_path("3d_uint16", case_dir)
     past = float(path.stat().st_size + 1000)
-    bad = _patched(path, tmp_path / "bad.nii", 108, struct.pack("<f", past))
+    bad = patched(path, tmp_path / "bad.nii", 108, struct.pack("<f", past))
     with pytest.raises(SourceError, match=r"vox_offset \d+ is past the end of the file"):
         open_source(bad)
-    inside = _patched(path, tmp_path / "inside.nii", 108, struct.pack("<f", 100.0))
+    inside = patched(path, tmp_path / "inside.nii", 108, struct.pack("<f", 100.0))
     with pytest.raises(SourceError, match=r"vox_offset 100\.0 lies inside the 348-byte header"):
         open_source(inside)
 
 
 def test_a_gzipped_vox_offset_past_the_end_fails_each_read(case_dir: Path, tmp_path: Path) -> None:
     path = case_path("3d_uint16", case_dir)
-    bad = _patched(path, tmp_path / "bad.nii", 108, struct.pack("<f", float(path.stat().st_size + 1000)))
+    bad = patched(path, tmp_path / "bad.nii", 108, struct.pack("<f", float(path.stat().st_size + 1000)))
     with (
         open_source(gzip_file(bad, tmp_path / "bad.nii.gz")) as source,
         pytest.raises(SourceError, match="the gzip stream ends"),
@@ -348,21 +341,21 @@ def test_a_gzipped_vox_offset_past_the_end_fails_each_read(case_dir: Path, tmp_p
 def test_dimensions_zarrfs_cannot_serve_are_one_line_errors(
     dim: list[int], message: str, case_dir: Path, tmp_path: Path
 ) -> None:
-    bad = _patched(case_path("3d_uint16", case_dir), tmp_path / "bad.nii", 40, struct.pack("<8h", *dim))
+    bad = patched(case_path("3d_uint16", case_dir), tmp_path / "bad.nii", 40, struct.pack("<8h", *dim))
     with pytest.raises(SourceError, match=message):
         open_source(bad)
 
 
 def test_six_dimensions_of_which_the_last_are_one_are_served_as_five(case_dir: Path, tmp_path: Path) -> None:
     path = case_path("5d_uint8_vector", case_dir)
-    six = _patched(path, tmp_path / "six.nii", 40, struct.pack("<8h", 6, 11, 12, 13, 2, 3, 1, 1))
+    six = patched(path, tmp_path / "six.nii", 40, struct.pack("<8h", 6, 11, 12, 13, 2, 3, 1, 1))
     with open_source(six) as source:
         assert source.info.axes == "tczyx"
         np.testing.assert_array_equal(_whole(source), reference(path))
 
 
 def test_a_voxel_type_zarr_lacks_is_a_one_line_error(case_dir: Path, tmp_path: Path) -> None:
-    bad = _patched(case_path("3d_uint16", case_dir), tmp_path / "bad.nii", 70, struct.pack("<hh", 1536, 128))
+    bad = patched(case_path("3d_uint16", case_dir), tmp_path / "bad.nii", 70, struct.pack("<hh", 1536, 128))
     with pytest.raises(
         SourceError, match=r"NIfTI datatype 1536 \(NIFTI_TYPE_FLOAT128\) has no Zarr equivalent"
     ):
