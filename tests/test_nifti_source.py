@@ -360,3 +360,32 @@ def test_a_voxel_type_zarr_lacks_is_a_one_line_error(case_dir: Path, tmp_path: P
         SourceError, match=r"NIfTI datatype 1536 \(NIFTI_TYPE_FLOAT128\) has no Zarr equivalent"
     ):
         open_source(bad)
+
+
+def test_an_origin_is_served_only_on_axes_whose_size_has_its_unit() -> None:
+    from zarrfs.core.ngff import level_transformations
+    from zarrfs.sources import Level, SourceInfo
+
+    info = SourceInfo(
+        axes="zyx",
+        dtype=np.dtype("uint8"),
+        levels=[Level((4, 4, 4), (1, 1, 4))],
+        # x's size in another unit (as --pixel-size x=0.5um sets it): its origin would be wrong there
+        physical_sizes={
+            "z": PhysicalSize(4.0, "millimeter"),
+            "y": PhysicalSize(3.0, "millimeter"),
+            "x": PhysicalSize(0.5, "micrometer"),
+        },
+        origin={
+            axis: PhysicalSize(value, "millimeter")
+            for axis, value in zip("zyx", (30.0, 20.0, -10.0), strict=True)
+        },
+    )
+    assert level_transformations(info, (1, 1, 1), (0, 0, 0)) == [
+        {"type": "scale", "scale": [4.0, 3.0, 0.5]},
+        {"type": "translation", "translation": [30.0, 20.0, 0.0]},
+    ]
+    assert level_transformations(info, (1, 2, 2), (0, 0.5, 0.5))[1] == {
+        "type": "translation",
+        "translation": [30.0, 21.5, 0.25],
+    }
