@@ -101,3 +101,14 @@ def mounted(source: Path, mountpoint: Path, *options: str) -> Iterator[Path]:
         result = zarrfs("unmount", mountpoint)
         force_unmount(mountpoint)
         assert result.returncode == 0, result.stderr
+
+
+def validate_ngff(mountpoint: Path) -> None:
+    """ome-zarr-models' command line validates the image at ``mountpoint`` (every layout it finds)."""
+    result = subprocess.run(
+        [Path(sys.executable).parent / "ome-zarr-models", "validate", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from zarrfs.core.dataset import Dataset, Layout
 from zarrfs.core.options import human_bytes
 from zarrfs.core.pyramid import ComputedLevel
 from zarrfs.core.sharding import ShardedArray
+from zarrfs.sources import PhysicalSize
 
 
 def printable(text: str) -> str:
@@ -34,11 +36,13 @@ def _layout_lines(layout: Layout) -> list[str]:
     return lines
 
 
+def _quantities(values: Mapping[str, PhysicalSize]) -> str:
+    return ", ".join(f"{axis} {size.value:g} {size.unit or '(no unit)'}" for axis, size in values.items())
+
+
 def describe(dataset: Dataset) -> str:
     info = dataset.source.info
-    physical = ", ".join(
-        f"{axis} {size.value:g} {size.unit or '(no unit)'}" for axis, size in info.physical_sizes.items()
-    )
+    physical = _quantities(info.physical_sizes)
     channels = ", ".join(
         f"{channel.name or f'Channel {i}'}" + (f" ({channel.color})" if channel.color else "")
         for i, channel in enumerate(info.channels)
@@ -50,6 +54,7 @@ def describe(dataset: Dataset) -> str:
         f"format:    {info.description}",
         f"axes:      {', '.join(info.axes)}",
         f"physical:  {physical or 'unknown (scale 1 per pixel)'}",
+        *([f"origin:    {_quantities(info.origin)}"] if info.origin else []),
         f"channels:  {channels or 'unnamed'}",
         f"codec:     {codec}",
         f"cache:     {human_bytes(dataset.options.cache_bytes)}",

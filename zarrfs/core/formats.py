@@ -21,7 +21,7 @@ from zarrfs.core.codecs import (
     numcodecs_encoding,
     raw_encoding,
 )
-from zarrfs.core.ngff import Levels, multiscales_metadata, omero_metadata
+from zarrfs.core.ngff import Levels, group_attributes, multiscales_metadata, omero_metadata
 from zarrfs.sources import CodecConfig, NativeBlocks, SourceInfo
 
 if TYPE_CHECKING:
@@ -115,7 +115,8 @@ class NgffV04(NgffFormat):
     ) -> dict[str, Document]:
         multiscales = {"version": self.version, **multiscales_metadata(info, levels, name, method)}
         omero = {"version": self.version, **omero_metadata(info, name)}
-        return {".zgroup": {"zarr_format": 2}, ".zattrs": {"multiscales": [multiscales], "omero": omero}}
+        attributes = group_attributes(info, {"multiscales": [multiscales], "omero": omero})
+        return {".zgroup": {"zarr_format": 2}, ".zattrs": attributes}
 
     def array_documents(
         self, array: VirtualArray, axes: str, shards: ShardedArray | None
@@ -169,7 +170,8 @@ class NgffV05(NgffFormat):
             "multiscales": [multiscales_metadata(info, levels, name, method)],
             "omero": omero_metadata(info, name),
         }
-        return {"zarr.json": {"zarr_format": 3, "node_type": "group", "attributes": {"ome": ome}}}
+        attributes = group_attributes(info, {"ome": ome})
+        return {"zarr.json": {"zarr_format": 3, "node_type": "group", "attributes": attributes}}
 
     def array_documents(
         self, array: VirtualArray, axes: str, shards: ShardedArray | None

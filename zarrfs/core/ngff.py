@@ -40,18 +40,32 @@ def axes_metadata(info: SourceInfo) -> list[dict[str, str]]:
 def level_transformations(
     info: SourceInfo, downsampling: tuple[float, ...], first_pixel_centre: tuple[float, ...]
 ) -> list[dict[str, Any]]:
-    """Scale (the pixel size of the level) and, where the level's first pixel is not centred on level 0's,
-    the translation of its centre (both in physical units)."""
+    """Scale (the pixel size of the level) and, where the level's first pixel is not centred on the source's
+    origin, the translation of its centre (both in physical units)."""
     scale, translation = [], []
     for name, factor, centre in zip(info.axes, downsampling, first_pixel_centre, strict=True):
         size = info.physical_sizes.get(name)
         base = size.value if size is not None and name != "c" else 1.0
         scale.append(float(base * factor))
-        translation.append(float(base * centre))
+        translation.append(float(base * centre + _origin(info, name)))
     transformations: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
     if any(translation):
         transformations.append({"type": "translation", "translation": translation})
     return transformations
+
+
+def _origin(info: SourceInfo, name: str) -> float:
+    """The source's origin on axis ``name`` where it is in the unit that axis is served in, else 0: a pixel
+    size set in another unit (``--pixel-size``) would turn a position in the old unit into a wrong one."""
+    origin, size = info.origin.get(name), info.physical_sizes.get(name)
+    if origin is None or size is None or origin.unit != size.unit:
+        return 0.0
+    return origin.value
+
+
+def group_attributes(info: SourceInfo, ngff: dict[str, Any]) -> dict[str, Any]:
+    """The image group's attributes: the NGFF ones, then the source's own (which never replace them)."""
+    return {**ngff, **{key: value for key, value in info.attributes.items() if key not in ngff}}
 
 
 def multiscales_metadata(info: SourceInfo, levels: Levels, name: str, method: str | None) -> dict[str, Any]:

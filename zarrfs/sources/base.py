@@ -24,7 +24,8 @@ CodecConfig = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class PhysicalSize:
-    """Size of one pixel step along an axis; ``unit`` is a UDUNITS-2 name (``micrometer``) or None."""
+    """A length or time along an axis (the size of one pixel step, or a position); ``unit`` is a UDUNITS-2
+    name (``micrometer``) or None."""
 
     value: float
     unit: str | None = None
@@ -97,6 +98,13 @@ class SourceInfo:
     # What pixels the source never wrote hold (sparse tiles, missing planes, padding): also the served
     # arrays' fill value. None means 0 (False for booleans).
     fill_value: int | float | bool | complex | None = None
+    # Where the centre of level 0's first pixel lies, per axis (a subset of the spatial and time axes), in the
+    # unit of ``physical_sizes``: served as the NGFF translation on axes whose pixel size has the same unit.
+    # Empty when the source states no origin, or one NGFF cannot express (a rotated or flipped grid).
+    origin: Mapping[str, PhysicalSize] = field(default_factory=dict)
+    # Format-specific metadata written into the image group's attributes beside the NGFF keys (e.g. a NIfTI
+    # header under "nifti"): small, JSON-serialisable, never overriding an NGFF key.
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def fill(self) -> int | float | bool | complex:

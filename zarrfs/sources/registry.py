@@ -130,11 +130,12 @@ class Reader(ABC):
 
 def _builtin_readers() -> list[Reader]:
     from zarrfs.sources.hdf5 import Hdf5Reader
+    from zarrfs.sources.nifti import NiftiReader
     from zarrfs.sources.sequence import SequenceReader
     from zarrfs.sources.tiff import TiffReader
     from zarrfs.sources.zarrstore import ZarrReader
 
-    return [TiffReader(), SequenceReader(), Hdf5Reader(), ZarrReader()]
+    return [TiffReader(), SequenceReader(), Hdf5Reader(), NiftiReader(), ZarrReader()]
 
 
 def _as_reader(loaded: object, name: str) -> Reader:
