@@ -33,9 +33,7 @@ from .readers import (
 from .results import AllLevels, FirstChunk, Passes, PeakRss, RandomChunks
 from .session import DEFAULT_CACHE, Measured, Session, percentile, runs_note
 from .synth import TILE, sparse_block_start
-
-# All levels may take this much longer than level 0 alone before a bigger cache is tried to explain why.
-LEVELS_RATIO_GOAL = 1.35
+from .targets import GOALS
 
 
 def first_chunk(session: Session, image: Image) -> None:
@@ -151,7 +149,8 @@ def all_levels(session: Session, image: Image) -> None:
     entry = _read_all_levels(session, image, [])
     entry.level0 = level0.seconds if level0 else math.nan
     session.results.levels.append(entry)
-    if entry.seconds / entry.level0 > LEVELS_RATIO_GOAL and entry.computed:
+    goal = GOALS.get(f"all_levels.{image.key}")
+    if goal is not None and not goal.met(entry.seconds / entry.level0) and entry.computed:
         # Coarse to fine, the coarsest computed level needs all of level 0 before level 0 is read: with a
         # cache smaller than level 0 it is made twice. Measure the same order with a cache that holds it
         # and the level below (3/4 of the cache holds chunks; an LRU cache just too small for a sequential
