@@ -14,10 +14,10 @@ from zarrfs.core.options import parse_size
 
 from .chunkfiles import chunk_grid, chunk_path, levels_of, read_chunk_file
 from .host import startup_seconds
-from .images import GIB, Image
+from .images import GIB, MB, Image
 from .profiling import Profile
 from .readers import store_read, ts_read
-from .results import AllLevels, FirstChunk, Passes
+from .results import AllLevels, FirstChunk, Passes, PeakRss
 from .session import DEFAULT_CACHE, Session
 
 
@@ -115,6 +115,13 @@ def explain_levels(session: Session, image: Image, entry: AllLevels) -> list[str
                 f"{bigger.seconds / bigger.level0:.2f}x level 0 alone"
             )
     return lines
+
+
+def explain_rss(entry: PeakRss) -> list[str]:
+    return [
+        f"daemon RSS right after mount (imports, parsed TIFF): {entry.start / MB:.0f} MB; peak - start = "
+        f"{(entry.peak - entry.start) / MB:.0f} MB for a {entry.cache / MB:.0f} MB cache"
+    ]
 
 
 def explain_second_pass(session: Session, entry: Passes) -> list[str]:

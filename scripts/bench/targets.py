@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from . import misses
 from .images import MB
@@ -98,64 +99,71 @@ def evaluate(session: Session) -> list[Target]:
     ]
 
 
+def _verdict(
+    key: str,
+    name: str,
+    image: str,
+    measured: str,
+    goal: str,
+    passed: bool,
+    explain: Callable[[], list[str]] | None = None,
+    profile: Callable[[], list[str]] | None = None,
+) -> Target:
+    """A target's verdict; a miss gets its explanation (worked out only then) and the re-run to profile."""
+    if passed:
+        return Target(key, name, image, measured, goal, passed)
+    return Target(key, name, image, measured, goal, passed, explain() if explain else [], profile)
+
+
 def _full_reads(session: Session) -> Iterator[Target]:
     results = session.results
     for image in session.images:
-        if not image.full_read:
-            continue
         imread = results.find(image.key, "tifffile")
         ts_mount = results.find(image.key, "mount_tensorstore")
         key = f"full_read.{image.key}.mount_tensorstore"
         if imread and ts_mount and key in GOALS:
             ratio = imread.seconds / ts_mount.seconds
-            target = Target(
+            yield _verdict(
                 key,
                 "Full read through the mount (tensorstore) vs tifffile.imread",
                 image.key,
                 f"{ratio:.2f}x ({ts_mount.gbps:.2f} vs {imread.gbps:.2f} GB/s)",
                 f"{GOALS[key]}x ({image.kind} source)",
                 GOALS[key].met(ratio),
+                partial(misses.explain_full_read, session, image),
+                misses.profile_full_read(session, image),
             )
-            if not target.passed:
-                target.explanation = misses.explain_full_read(session, image)
-                target.profile = misses.profile_full_read(session, image)
-            yield target
         aszarr = results.find(image.key, "aszarr")
         store = results.find(image.key, "open_store")
         key = f"full_read.{image.key}.open_store"
         if aszarr and store and key in GOALS:
             ratio = aszarr.seconds / store.seconds
-            target = Target(
+            yield _verdict(
                 key,
                 "zarrfs.open_store + zarr-python vs zarr-python over tifffile aszarr",
                 image.key,
                 f"{ratio:.2f}x faster ({store.seconds:.2f} vs {aszarr.seconds:.2f} s)",
                 f"{GOALS[key]}x faster",
                 GOALS[key].met(ratio),
+                partial(misses.explain_store, session, image),
+                misses.profile_store(session, image),
             )
-            if not target.passed:
-                target.explanation = misses.explain_store(session, image)
-                target.profile = misses.profile_store(session, image)
-            yield target
 
 
 def _random_chunks(session: Session) -> Iterator[Target]:
     for entry in session.results.random:
         key = f"random_chunk.{entry.image}.{entry.variant}"
-        if key not in GOALS:
-            continue
-        target = Target(
-            key,
-            "Cold random chunk p50, 256x256 deflate chunk through the mount",
-            entry.image,
-            f"{entry.cold_p50:.2f} ms (p99 {entry.cold_p99:.2f} ms)",
-            f"{GOALS[key]} ms",
-            GOALS[key].met(entry.cold_p50),
-        )
-        if not target.passed:
-            target.explanation = misses.explain_random(session)
-            target.profile = misses.profile_random(session, session.image(entry.image))
-        yield target
+        if key in GOALS:
+            yield _verdict(
+                key,
+                "Cold random chunk p50, 256x256 deflate chunk through the mount",
+                entry.image,
+                f"{entry.cold_p50:.2f} ms (p99 {entry.cold_p99:.2f} ms)",
+                f"{GOALS[key]} ms",
+                GOALS[key].met(entry.cold_p50),
+                partial(misses.explain_random, session),
+                misses.profile_random(session, session.image(entry.image)),
+            )
 
 
 def _first_chunks(session: Session) -> Iterator[Target]:
@@ -167,17 +175,15 @@ def _first_chunks(session: Session) -> Iterator[Target]:
         convert = session.results.conversion(entry.image)
         speedup = convert.seconds / entry.total if convert else math.nan
         estimated = " (conversion estimated)" if convert and convert.tool == "convert_estimated" else ""
-        target = Target(
+        yield _verdict(
             key,
             "Time to first chunk (mount + open + first chunk)",
             entry.image,
             f"{entry.total:.2f} s, {speedup:.0f}x sooner than converting{estimated}",
             f"{GOALS[key]} s and {sooner}x sooner than converting",
             GOALS[key].met(entry.total) and sooner.met(speedup),
+            partial(misses.explain_first_chunk, entry),
         )
-        if not target.passed:
-            target.explanation = misses.explain_first_chunk(entry)
-        yield target
 
 
 def _all_levels(session: Session) -> Iterator[Target]:
@@ -186,19 +192,17 @@ def _all_levels(session: Session) -> Iterator[Target]:
         if entry.explains_miss or key not in GOALS:
             continue
         ratio = entry.seconds / entry.level0
-        target = Target(
+        image = session.image(entry.image)
+        yield _verdict(
             key,
             "All levels read (coarse to fine) vs level 0 alone",
             entry.image,
             f"{ratio:.2f}x ({entry.seconds:.1f} vs {entry.level0:.1f} s)",
             f"{GOALS[key]}x",
             GOALS[key].met(ratio),
+            partial(misses.explain_levels, session, image, entry),
+            misses.profile_levels(session, image),
         )
-        if not target.passed:
-            image = session.image(entry.image)
-            target.explanation = misses.explain_levels(session, image, entry)
-            target.profile = misses.profile_levels(session, image)
-        yield target
 
 
 def _peak_rss(session: Session) -> Iterator[Target]:
@@ -207,7 +211,7 @@ def _peak_rss(session: Session) -> Iterator[Target]:
         if entry.ratio < RSS_CACHE_RATIO or key not in GOALS:
             continue
         over = GOALS[key]
-        target = Target(
+        yield _verdict(
             key,
             f"Daemon peak RSS reading {entry.ratio:.1f}x the cache size",
             entry.image,
@@ -215,30 +219,20 @@ def _peak_rss(session: Session) -> Iterator[Target]:
             f"{'<=' if over.at_most else '>='} cache + {over.limit:g} MB = "
             f"{(entry.cache + over.limit * MB) / MB:.0f} MB",
             over.met((entry.peak - entry.cache) / MB),
+            partial(misses.explain_rss, entry),
         )
-        if not target.passed:
-            target.explanation = [
-                f"daemon RSS right after mount (imports, parsed TIFF): "
-                f"{entry.start / MB:.0f} MB; peak - start = "
-                f"{(entry.peak - entry.start) / MB:.0f} MB for a "
-                f"{entry.cache / MB:.0f} MB cache"
-            ]
-        yield target
 
 
 def _second_passes(session: Session) -> Iterator[Target]:
     for entry in session.results.passes:
         key = f"second_pass.{entry.image}.mount_tensorstore"
-        if key not in GOALS:
-            continue
-        target = Target(
-            key,
-            "Second pass through the mount (tensorstore, kernel page cache)",
-            entry.image,
-            f"{entry.second:.2f} GB/s (first pass {entry.first:.2f} GB/s)",
-            f"{GOALS[key]} GB/s",
-            GOALS[key].met(entry.second),
-        )
-        if not target.passed:
-            target.explanation = misses.explain_second_pass(session, entry)
-        yield target
+        if key in GOALS:
+            yield _verdict(
+                key,
+                "Second pass through the mount (tensorstore, kernel page cache)",
+                entry.image,
+                f"{entry.second:.2f} GB/s (first pass {entry.first:.2f} GB/s)",
+                f"{GOALS[key]} GB/s",
+                GOALS[key].met(entry.second),
+                partial(misses.explain_second_pass, session, entry),
+            )
