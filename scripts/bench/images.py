@@ -196,14 +196,14 @@ def write_sparse(path: Path, field_: Field, side: int, block: int) -> None:
         raise RuntimeError(f"sparse image stores {stored} tiles, expected {block * block + 1}")
 
 
-def generate(image: Image) -> float:
-    """Write the image unless a matching one exists; returns the seconds spent (0 when reused)."""
+def generate(image: Image) -> None:
+    """Write the image unless one from the same generator and parameters exists."""
     expected = {"generator": GENERATOR_VERSION, "key": image.key, **image.params}
     sidecar = _sidecar(image)
     if image.path.exists() and sidecar.exists():
         with contextlib.suppress(ValueError):
             if json.loads(sidecar.read_text()) == expected:
-                return 0.0
+                return
     partial = image.path.parent / ".partial" / image.path.name
     partial.parent.mkdir(parents=True, exist_ok=True)
     print(f"  generating {image.path.name}: {image.description}", flush=True)
@@ -225,4 +225,3 @@ def generate(image: Image) -> float:
     print(
         f"  wrote {image.path.name}: {image.path.stat().st_size / MB:.0f} MB in {seconds:.0f} s", flush=True
     )
-    return seconds
