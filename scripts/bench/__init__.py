@@ -36,6 +36,6 @@ reasons for misses, profiling), report, cli.
 # (tests/test_bench.py checks that they do).
 COST = (
     "full run ~15-20 min (plus ~4 min to generate the images the first time) and ~8 GB free disk in "
-    "--workdir; --quick ~4 min and ~0.5 GB (longer on a busy machine: each timed read first waits up to "
+    "--workdir; --quick ~5-10 min and ~0.5 GB (longer on a busy machine: each timed read first waits up to "
     "20 s for quiet)"
 )
