@@ -81,7 +81,7 @@ def render(session: Session, targets: list[Target], command: str, total_seconds:
         "",
         "Images are generated once into `--workdir` (default `./bench-data`, keep it out of git) and reused. "
         "Options: `--only a,b,c,d`, `--keep-converted`, `--no-profile`. "
-        f"Cost: {COST}",
+        f"Cost: {COST}.",
         "",
         "## Images",
         "",
