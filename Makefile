@@ -49,10 +49,11 @@ demo: setup
 test: lint test-deps
 	$(PY) -m pytest
 
-# Benchmarks against the alternatives users would pick; writes BENCHMARKS.md (needs ~60 GB free disk, ~20 min).
+# Benchmarks against the alternatives users would pick (scripts/bench/); writes BENCHMARKS.md.
+# Cost: full run ~15-20 min (plus ~4 min to generate the images the first time) and ~8 GB free disk in --workdir; --quick ~5-10 min and ~0.5 GB (longer on a busy machine: each timed read first waits up to 20 s for quiet).
 bench: setup
 	$(PY) -m pip install -q -e '.[test,bench]'
-	$(PY) scripts/bench.py --output BENCHMARKS.md
+	$(PY) -m scripts.bench --output BENCHMARKS.md
 
 lint: setup
 	$(PY) -m ruff check zarrfs tests scripts

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -87,19 +88,38 @@ def force_unmount(mountpoint: Path) -> None:
         subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True, check=False)
 
 
+def mount(
+    source: str | os.PathLike[str], mountpoint: str | os.PathLike[str], *options: str, log_file: Path
+) -> subprocess.CompletedProcess[str]:
+    """``zarrfs mount`` as a user runs it: returns once the mount is live (or failed)."""
+    return zarrfs("mount", source, mountpoint, "--log-file", log_file, *options)
+
+
+def unmount(mountpoint: Path, attempts: int = 1) -> subprocess.CompletedProcess[str]:
+    """``zarrfs unmount``, tried ``attempts`` times while the mount stays busy (a client may still be closing
+    a file), then detached lazily if still mounted; returns the last ``zarrfs unmount`` result."""
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(0.5 * attempt)
+        result = zarrfs("unmount", mountpoint)
+        if result.returncode == 0 or not is_mounted(mountpoint):
+            break
+    force_unmount(mountpoint)
+    return result
+
+
 @contextlib.contextmanager
 def mounted(source: Path, mountpoint: Path, *options: str) -> Iterator[Path]:
     """Mount ``source`` with the CLI, yield the mount point, always unmount."""
     require_fuse()
     mountpoint.mkdir(parents=True, exist_ok=True)
-    result = zarrfs("mount", source, mountpoint, "--log-file", mountpoint.parent / "zarrfs.log", *options)
+    result = mount(source, mountpoint, *options, log_file=mountpoint.parent / "zarrfs.log")
     assert result.returncode == 0, f"mount failed: {result.stderr}"
     assert is_mounted(mountpoint)
     try:
         yield mountpoint
     finally:
-        result = zarrfs("unmount", mountpoint)
-        force_unmount(mountpoint)
+        result = unmount(mountpoint)
         assert result.returncode == 0, result.stderr
 
 

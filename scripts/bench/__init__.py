@@ -1,0 +1,41 @@
+"""Benchmark zarrfs against the tools users would pick instead, side by side in one run (issue 4).
+
+    python -m scripts.bench --output BENCHMARKS.md      # full run (what `make bench` does)
+    python -m scripts.bench --quick                     # smoke run on small images
+    python -m scripts.bench --workdir DIR --only a,d    # images and mounts under DIR; a subset of images
+
+Run from the repository root. Generated images (kept in --workdir, default ./bench-data, and reused when
+present; the directory must stay out of version control):
+  a  plane.tif       2-D uint16, deflate tiles 256x256, smooth structures + noise (microscopy-like), 2.5 GiB
+  b  stack.ome.tif   3-D OME-TIFF z-stack, uint16, uncompressed, 1 GiB
+  c  slide.ome.tif   RGB uint8 slide-like pyramid, JPEG tiles, reduced levels in SubIFDs, 1.7 GiB level 0
+  d  sparse.tif      BigTIFF of 50 GiB logical size: only a central block of tiles is written, the rest of the
+                     tiles have offset 0 / bytecount 0, so the file is ~80 MB
+
+Workloads (each read through the mount uses a fresh mount: zarrfs cache and kernel page cache empty, the
+source file itself in the page cache):
+  1  full read of level 0: tensorstore / zarr-python / dask through the mount; tifffile.imread; zarr-python
+     over tifffile's aszarr store; zarr-python over zarrfs.open_store (in-process); tensorstore and
+     zarr-python over an OME-Zarr copy converted beforehand (ome-zarr-py, conversion timed)
+  2  random chunk files: open + read + close latency, p50/p99, cold then warm
+  3  time to first chunk: mount + zarr open + one chunk, vs the whole conversion
+  4  every level once, coarse to fine (viewer-style), vs level 0 alone
+  5  daemon peak RSS (VmHWM) while reading an image >= 4x the cache size
+  6  second pass over the same data (kernel page cache) vs first pass
+
+Prints PASS/FAIL per target (scripts/bench/targets.py: GOALS) and writes the report (--output). Missed
+targets are re-run under py-spy (when installed) and the report lists where the time went. Every mount is
+unmounted (also on Ctrl-C).
+
+Modules: images and synth (the generated images), mounts (on tests/mounting.py), host (page cache, memory,
+load), readers and chunkfiles (the tools compared, the mount's files), workloads, targets and misses (goals,
+reasons for misses, profiling), report, cli.
+"""
+
+# What a run costs, stated once: --help prints it, and README.md and the Makefile quote it word for word
+# (tests/test_bench.py checks that they do).
+COST = (
+    "full run ~15-20 min (plus ~4 min to generate the images the first time) and ~8 GB free disk in "
+    "--workdir; --quick ~5-10 min and ~0.5 GB (longer on a busy machine: each timed read first waits up to "
+    "20 s for quiet)"
+)

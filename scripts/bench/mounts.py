@@ -1,0 +1,95 @@
+"""Mounts for the bench: mounted and unmounted by the tests' helper (tests/mounting.py), timed, their daemon
+found for its CPU and memory figures, and every one unmounted also on errors and signals."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.mounting import is_mounted, mount, unmount
+
+from .host import current_rss_bytes, peak_rss_bytes
+
+_ACTIVE: list[Mount] = []
+
+
+def find_daemon(mountpoint: str) -> int | None:
+    # The daemon is the forked `zarrfs mount SOURCE MOUNTPOINT` command, once that has returned.
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = process.info.get("cmdline") or []
+        if "mount" in cmdline and mountpoint in cmdline:
+            return int(process.info["pid"])
+    return None
+
+
+class Mount:
+    """``with Mount(src, mnt, options) as m``: m.seconds (time until live), m.pid, m.peak_rss after exit."""
+
+    def __init__(self, source: Path, mountpoint: Path, options: list[str], log_dir: Path) -> None:
+        self.source = source.resolve()
+        self.path = mountpoint.resolve()
+        self.mountpoint = str(self.path)
+        self.options = options
+        self.log_file = log_dir / (mountpoint.name + ".log")
+        self.seconds = 0.0
+        self.pid: int | None = None
+        self.start_rss = 0
+        self.peak_rss = 0
+
+    def __enter__(self) -> Mount:
+        self.path.mkdir(parents=True, exist_ok=True)
+        if is_mounted(self.path):  # left by an interrupted run, possibly stale
+            unmount(self.path)
+        start = time.perf_counter()
+        result = mount(self.source, self.path, *self.options, log_file=self.log_file)
+        self.seconds = time.perf_counter() - start
+        if result.returncode != 0:
+            raise RuntimeError(f"mount failed: {' '.join(map(str, result.args))}: {result.stderr.strip()}")
+        _ACTIVE.append(self)
+        self.pid = find_daemon(self.mountpoint)
+        if self.pid is not None:
+            self.start_rss = current_rss_bytes(self.pid)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self not in _ACTIVE:
+            return
+        _ACTIVE.remove(self)
+        if self.pid is not None:
+            with contextlib.suppress(OSError):
+                self.peak_rss = peak_rss_bytes(self.pid)
+        gc.collect()  # drop file handles a client may still hold
+        unmount(self.path, attempts=6)
+        self._wait_for_daemon()
+
+    def _wait_for_daemon(self) -> None:
+        if self.pid is None:
+            return
+        try:
+            process = psutil.Process(self.pid)
+            process.wait(timeout=20)
+        except psutil.NoSuchProcess:
+            return
+        except psutil.TimeoutExpired:
+            print(f"  daemon {self.pid} still running after unmount: stopping it", flush=True)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.terminate()
+                process.wait(timeout=10)
+
+
+def unmount_all() -> None:
+    for active in list(_ACTIVE):
+        with contextlib.suppress(Exception):
+            active.close()
+
+
+def on_signal(signum: int, _frame: object) -> None:
+    unmount_all()
+    raise SystemExit(128 + signum)

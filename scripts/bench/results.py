@@ -1,0 +1,148 @@
+"""What a run measured: rows of timed reads and the entries of each workload, keyed by identifiers (tools,
+random-access variants) that the targets and the report look up; labels are only for people."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# The tools of the timed rows, by identifier: the label each row shows.
+TOOLS = {
+    "tifffile": "tifffile.imread (in-process)",
+    "tifffile_all_cores": f"tifffile.imread, maxworkers={os.cpu_count()} (in-process)",
+    "aszarr": "zarr-python over tifffile aszarr (in-process)",
+    "open_store": "zarr-python over zarrfs.open_store (in-process)",
+    "core": "zarrfs core only (in-process, 2 threads)",
+    "mount_tensorstore": "tensorstore through the mount",
+    "mount_tensorstore_page_cache": "tensorstore through the mount (page cache)",
+    "mount_plain_page_cache": "plain open/read/close of every chunk file (page cache)",
+    "mount_zarr": "zarr-python through the mount",
+    "mount_dask": "dask (threads) + zarr-python through the mount",
+    "mount_tensorstore_levels": "tensorstore, every level coarse to fine",  # the row names levels and cache
+    "converted_tensorstore": "tensorstore over the converted OME-Zarr",
+    "converted_zarr": "zarr-python over the converted OME-Zarr",
+    "local_raw_tensorstore": "tensorstore over an uncompressed local Zarr (page cache)",
+    "convert": "ome-zarr-py write_image (whole pyramid)",
+    "convert_estimated": "ome-zarr-py write_image (ESTIMATED from image a's rate)",
+}
+
+# Random-access variants, by identifier: the label each shows.
+VARIANTS = {
+    "256_decoded": "256x256 chunks (decoded)",
+    "256_passthrough": "256x256 pass-through (zlib, v2)",
+    "default": "default chunks",
+    "256_core": "256x256 chunks, zarrfs core in-process (no FUSE)",
+}
+
+
+@dataclass
+class Row:
+    image: str
+    workload: str  # "full", "2nd pass", "convert", "levels"
+    tool: str  # a key of TOOLS
+    seconds: float
+    nbytes: int = 0
+    note: str = ""
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        self.label = self.label or TOOLS[self.tool]
+
+    @property
+    def gbps(self) -> float:
+        return self.nbytes / self.seconds / 1e9 if self.seconds > 0 and self.nbytes else 0.0
+
+
+@dataclass
+class FirstChunk:
+    image: str
+    mount: float
+    open: float
+    chunk: float
+    total: float
+    runs: list[float] = field(default_factory=list)  # the total of every run; the fields are the best's
+
+
+@dataclass
+class RandomChunks:
+    image: str
+    variant: str  # a key of VARIANTS
+    chunk_bytes: int
+    count: int
+    cold_p50: float
+    cold_p99: float
+    warm_p50: float
+    warm_p99: float
+    options: list[str]
+
+    @property
+    def label(self) -> str:
+        return VARIANTS[self.variant]
+
+
+@dataclass
+class AllLevels:
+    image: str
+    levels: int
+    cache: str
+    seconds: float
+    per_level: list[tuple[str, float]]
+    computed: bool  # level 1 is made by zarrfs (else stored in the file)
+    data_vs_level0: float
+    level0: float = math.nan  # level 0 alone, through a fresh mount
+    explains_miss: bool = False  # a re-run with a bigger cache, not a target of its own
+
+
+@dataclass
+class PeakRss:
+    image: str
+    cache: int
+    ratio: float  # image bytes / cache bytes
+    start: int
+    peak: int
+
+
+@dataclass
+class Passes:
+    image: str
+    first: float  # GB/s
+    second: float
+    plain: float
+
+
+@dataclass
+class Results:
+    rows: list[Row] = field(default_factory=list)
+    random: list[RandomChunks] = field(default_factory=list)
+    first_chunk: list[FirstChunk] = field(default_factory=list)
+    levels: list[AllLevels] = field(default_factory=list)
+    rss: list[PeakRss] = field(default_factory=list)
+    passes: list[Passes] = field(default_factory=list)
+    # image -> CPU seconds of the daemon and of the client in the best full read through the mount
+    cpu: dict[str, tuple[float, float]] = field(default_factory=dict)
+    fingerprints: dict[str, dict[str, int]] = field(default_factory=dict)
+    mismatches: list[str] = field(default_factory=list)
+    convert_rate: float | None = None  # seconds per byte of pixels of the conversion of image a
+    memory_rates: tuple[float, float] = (math.nan, math.nan)
+    waited: float = 0.0  # seconds spent waiting for other processes to go quiet
+
+    def find(self, image: str, tool: str) -> Row | None:
+        return next((row for row in self.rows if row.image == image and row.tool == tool), None)
+
+    def conversion(self, image: str) -> Row | None:
+        return next((r for r in self.rows if r.image == image and r.workload == "convert"), None)
+
+    def random_variant(self, variant: str) -> RandomChunks | None:
+        return next((entry for entry in self.random if entry.variant == variant), None)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rows": [asdict(r) for r in self.rows],
+            "random": [asdict(e) for e in self.random],
+            "ttfc": [asdict(e) for e in self.first_chunk],
+            "levels": [asdict(e) for e in self.levels],
+            "rss": [asdict(e) for e in self.rss],
+            "passes": [asdict(e) for e in self.passes],
+        }

@@ -1,0 +1,238 @@
+"""The targets zarrfs is measured against, by identifier, with their thresholds; evaluate() turns a run's
+results into one verdict per target that was measured."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+
+from . import misses
+from .images import MB
+from .session import Session
+
+
+@dataclass(frozen=True)
+class Goal:
+    """Met by a figure of at least ``limit``, or at most with ``at_most`` (times, sizes)."""
+
+    limit: float
+    at_most: bool = False
+
+    def met(self, value: float) -> bool:
+        return value <= self.limit if self.at_most else value >= self.limit
+
+    def __str__(self) -> str:
+        return f"{'<=' if self.at_most else '>='} {self.limit:g}"
+
+
+def at_least(limit: float) -> Goal:
+    return Goal(limit)
+
+
+def at_most(limit: float) -> Goal:
+    return Goal(limit, at_most=True)
+
+
+# Every target: <workload>.<image>[.<tool or variant>] -> its goal. A target is evaluated when its run was
+# measured (see --only); its figure is named where the family starts.
+GOALS: dict[str, Goal] = {
+    # Full read through the mount with tensorstore, in multiples of tifffile.imread's speed: 0.8x for a
+    # compressed source (both decode), 0.5x for an uncompressed one (tifffile only copies).
+    "full_read.a.mount_tensorstore": at_least(0.8),
+    "full_read.b.mount_tensorstore": at_least(0.5),
+    "full_read.c.mount_tensorstore": at_least(0.8),
+    # zarr-python over zarrfs.open_store, in multiples of zarr-python over tifffile's aszarr speed.
+    "full_read.a.open_store": at_least(1.5),
+    "full_read.b.open_store": at_least(1.5),
+    "full_read.c.open_store": at_least(1.5),
+    # Cold random chunk file (open + read + close) through the mount, p50 in milliseconds.
+    "random_chunk.a.256_decoded": at_most(1.5),
+    # Mount + zarr open + first chunk, in seconds ...
+    "first_chunk.a": at_most(1.0),
+    "first_chunk.b": at_most(1.0),
+    "first_chunk.c": at_most(1.0),
+    "first_chunk.d": at_most(1.0),
+    # ... and how many times sooner that is than converting first.
+    "first_chunk.a.vs_conversion": at_least(100),
+    "first_chunk.b.vs_conversion": at_least(100),
+    "first_chunk.c.vs_conversion": at_least(100),
+    "first_chunk.d.vs_conversion": at_least(100),
+    # Every level once, coarse to fine, in multiples of level 0 alone.
+    "all_levels.a": at_most(1.35),
+    "all_levels.b": at_most(1.35),
+    "all_levels.c": at_most(1.35),
+    # Daemon peak RSS beyond its --cache-size, in MB, reading at least 4x the cache size.
+    "peak_rss.a": at_most(200),
+    # Second full read through the mount (kernel page cache), GB/s.
+    "second_pass.a.mount_tensorstore": at_least(2.0),
+    "second_pass.b.mount_tensorstore": at_least(2.0),
+    "second_pass.c.mount_tensorstore": at_least(2.0),
+}
+
+# The peak-RSS target applies to reads of at least this many times the cache size.
+RSS_CACHE_RATIO = 4
+
+
+@dataclass
+class Target:
+    key: str  # a key of GOALS
+    name: str
+    image: str
+    measured: str
+    goal: str
+    passed: bool
+    explanation: list[str] = field(default_factory=list)
+    profile: Callable[[], list[str]] | None = None  # where the time went, when missed
+
+
+def evaluate(session: Session) -> list[Target]:
+    """One verdict per measured target, with the measured reasons for each miss."""
+    return [
+        *_full_reads(session),
+        *_random_chunks(session),
+        *_first_chunks(session),
+        *_all_levels(session),
+        *_peak_rss(session),
+        *_second_passes(session),
+    ]
+
+
+def _verdict(
+    key: str,
+    name: str,
+    image: str,
+    measured: str,
+    goal: str,
+    passed: bool,
+    explain: Callable[[], list[str]] | None = None,
+    profile: Callable[[], list[str]] | None = None,
+) -> Target:
+    """A target's verdict; a miss gets its explanation (worked out only then) and the re-run to profile."""
+    if passed:
+        return Target(key, name, image, measured, goal, passed)
+    return Target(key, name, image, measured, goal, passed, explain() if explain else [], profile)
+
+
+def _full_reads(session: Session) -> Iterator[Target]:
+    results = session.results
+    for image in session.images:
+        imread = results.find(image.key, "tifffile")
+        ts_mount = results.find(image.key, "mount_tensorstore")
+        key = f"full_read.{image.key}.mount_tensorstore"
+        if imread and ts_mount and key in GOALS:
+            ratio = imread.seconds / ts_mount.seconds
+            yield _verdict(
+                key,
+                "Full read through the mount (tensorstore) vs tifffile.imread",
+                image.key,
+                f"{ratio:.2f}x ({ts_mount.gbps:.2f} vs {imread.gbps:.2f} GB/s)",
+                f"{GOALS[key]}x ({image.kind} source)",
+                GOALS[key].met(ratio),
+                partial(misses.explain_full_read, session, image),
+                misses.profile_full_read(session, image),
+            )
+        aszarr = results.find(image.key, "aszarr")
+        store = results.find(image.key, "open_store")
+        key = f"full_read.{image.key}.open_store"
+        if aszarr and store and key in GOALS:
+            ratio = aszarr.seconds / store.seconds
+            yield _verdict(
+                key,
+                "zarrfs.open_store + zarr-python vs zarr-python over tifffile aszarr",
+                image.key,
+                f"{ratio:.2f}x faster ({store.seconds:.2f} vs {aszarr.seconds:.2f} s)",
+                f"{GOALS[key]}x faster",
+                GOALS[key].met(ratio),
+                partial(misses.explain_store, session, image),
+                misses.profile_store(session, image),
+            )
+
+
+def _random_chunks(session: Session) -> Iterator[Target]:
+    for entry in session.results.random:
+        key = f"random_chunk.{entry.image}.{entry.variant}"
+        if key in GOALS:
+            yield _verdict(
+                key,
+                "Cold random chunk p50, 256x256 deflate chunk through the mount",
+                entry.image,
+                f"{entry.cold_p50:.2f} ms (p99 {entry.cold_p99:.2f} ms)",
+                f"{GOALS[key]} ms",
+                GOALS[key].met(entry.cold_p50),
+                partial(misses.explain_random, session),
+                misses.profile_random(session, session.image(entry.image)),
+            )
+
+
+def _first_chunks(session: Session) -> Iterator[Target]:
+    for entry in session.results.first_chunk:
+        key = f"first_chunk.{entry.image}"
+        sooner = GOALS.get(f"{key}.vs_conversion")
+        if key not in GOALS or sooner is None:
+            continue
+        convert = session.results.conversion(entry.image)
+        speedup = convert.seconds / entry.total if convert else math.nan
+        estimated = " (conversion estimated)" if convert and convert.tool == "convert_estimated" else ""
+        yield _verdict(
+            key,
+            "Time to first chunk (mount + open + first chunk)",
+            entry.image,
+            f"{entry.total:.2f} s, {speedup:.0f}x sooner than converting{estimated}",
+            f"{GOALS[key]} s and {sooner}x sooner than converting",
+            GOALS[key].met(entry.total) and sooner.met(speedup),
+            partial(misses.explain_first_chunk, entry),
+        )
+
+
+def _all_levels(session: Session) -> Iterator[Target]:
+    for entry in session.results.levels:
+        key = f"all_levels.{entry.image}"
+        if entry.explains_miss or key not in GOALS:
+            continue
+        ratio = entry.seconds / entry.level0
+        image = session.image(entry.image)
+        yield _verdict(
+            key,
+            "All levels read (coarse to fine) vs level 0 alone",
+            entry.image,
+            f"{ratio:.2f}x ({entry.seconds:.1f} vs {entry.level0:.1f} s)",
+            f"{GOALS[key]}x",
+            GOALS[key].met(ratio),
+            partial(misses.explain_levels, session, image, entry),
+            misses.profile_levels(session, image),
+        )
+
+
+def _peak_rss(session: Session) -> Iterator[Target]:
+    for entry in session.results.rss:
+        key = f"peak_rss.{entry.image}"
+        if entry.ratio < RSS_CACHE_RATIO or key not in GOALS:
+            continue
+        over = GOALS[key]
+        yield _verdict(
+            key,
+            f"Daemon peak RSS reading {entry.ratio:.1f}x the cache size",
+            entry.image,
+            f"{entry.peak / MB:.0f} MB (cache {entry.cache / MB:.0f} MB)",
+            f"{'<=' if over.at_most else '>='} cache + {over.limit:g} MB = "
+            f"{(entry.cache + over.limit * MB) / MB:.0f} MB",
+            over.met((entry.peak - entry.cache) / MB),
+            partial(misses.explain_rss, entry),
+        )
+
+
+def _second_passes(session: Session) -> Iterator[Target]:
+    for entry in session.results.passes:
+        key = f"second_pass.{entry.image}.mount_tensorstore"
+        if key in GOALS:
+            yield _verdict(
+                key,
+                "Second pass through the mount (tensorstore, kernel page cache)",
+                entry.image,
+                f"{entry.second:.2f} GB/s (first pass {entry.first:.2f} GB/s)",
+                f"{GOALS[key]} GB/s",
+                GOALS[key].met(entry.second),
+                partial(misses.explain_second_pass, session, entry),
+            )

@@ -1,0 +1,99 @@
+"""The benchmark package runs end to end on tiny images through real mounts (so it cannot rot unnoticed),
+and states its cost once: --help, README.md and the Makefile say the same sentence."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mounting import require_fuse
+
+from scripts.bench import COST, cli, misses, session
+from scripts.bench.images import Sizes
+from scripts.bench.report import render
+from scripts.bench.results import TOOLS
+from scripts.bench.session import Session, Settings
+from scripts.bench.targets import GOALS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Small enough for seconds per workload; image a still reads 4x the cache, so the RSS target applies.
+TINY = Sizes("tiny", 2048, (4, 256, 512), 1024, 3, 16384, 2, "2MiB", 20, "-tiny")
+
+
+def _flat(text: str) -> str:
+    """Text with line breaks, comment and Markdown marks dropped: a sentence wrapped in a file matches."""
+    return " ".join(re.sub(r"^\s*#+|`", "", text, flags=re.MULTILINE).split())
+
+
+def test_cost_is_stated_once_and_quoted_everywhere() -> None:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "scripts.bench", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    cost = _flat(COST)
+    for where, text in [
+        ("--help", help_text),
+        ("README.md", (ROOT / "README.md").read_text()),
+        ("Makefile", (ROOT / "Makefile").read_text()),
+    ]:
+        assert cost in _flat(text), f"{where} does not quote the bench's cost: {COST!r}"
+
+
+def test_bench_runs_every_workload_on_tiny_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    require_fuse()
+    # Waiting for a quiet machine and warming the VM's memory matter for figures, not for correctness.
+    monkeypatch.setattr(session, "wait_until_quiet", lambda: 0.0)
+    monkeypatch.setattr(session, "touch_memory", lambda nbytes: None)
+    monkeypatch.setattr(cli, "memory_touch_rates", lambda: (1.0, 1.0))
+    monkeypatch.setattr(misses, "startup_seconds", lambda: (0.1, 0.1))
+    output = tmp_path / "BENCHMARKS.md"
+    # Images a (2-D, computed levels, every random-access variant), c (RGB, stored levels) and d (sparse, its
+    # conversion estimated) take every path of the bench; b adds only another shape.
+    only = frozenset("acd")
+    run = Session(Settings(sizes=TINY, workdir=tmp_path / "work", only=only, repeats=1, output=output))
+
+    targets = cli.run(run)
+    report = render(run, targets, "python -m scripts.bench (test)", 1.0)
+
+    results = run.results
+    # Every reader returned tifffile's pixels (tifffile reads first: the reference).
+    assert results.mismatches == []
+    for key in "ac":
+        assert next(iter(results.fingerprints[key])) == "tifffile"
+        assert set(results.fingerprints[key]) >= {
+            "tifffile",
+            "aszarr",
+            "open_store",
+            "mount_tensorstore",
+            "mount_tensorstore_page_cache",
+            "mount_zarr",
+            "mount_dask",
+            "converted_tensorstore",
+            "converted_zarr",
+        }
+    measured = {(row.image, row.tool) for row in results.rows}
+    assert {("a", "mount_tensorstore"), ("c", "mount_tensorstore")} <= measured
+    assert ("a", "local_raw_tensorstore") in measured
+    assert ("d", "convert_estimated") in measured
+    variants = {entry.variant for entry in results.random}
+    assert variants == {"256_decoded", "256_passthrough", "default", "256_core"}
+    # Every target in the table was evaluated (first chunk: one verdict for its two goals).
+    assert {t.key for t in targets} == {
+        key for key in GOALS if key.split(".")[1] in only and not key.endswith(".vs_conversion")
+    }
+    assert all(t.passed or t.explanation for t in targets)
+    for heading in ["## Images", "### 2. Random chunk files", "### 5. Daemon memory", "## Targets"]:
+        assert heading in report
+    for target in targets:
+        assert f"| {target.name} | {target.image} | {target.measured} | {target.goal} |" in report
+    for row in results.rows:
+        assert row.label == TOOLS[row.tool] or row.tool == "mount_tensorstore_levels"
+    with open("/proc/self/mountinfo") as mounts:
+        assert str(tmp_path) not in mounts.read()
