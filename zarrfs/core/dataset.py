@@ -23,6 +23,7 @@ from zarrfs.core.pyramid import ComputedLevel, computed_levels
 from zarrfs.core.sharding import ShardedArray
 from zarrfs.core.staleness import SourceWatch
 from zarrfs.core.tree import ChunkFiles, VirtualTree
+from zarrfs.core.windows import DisplayWindows, display_windows
 from zarrfs.lru import ENTRY_OVERHEAD_BYTES, ByteLRUCache
 from zarrfs.sources import ImageSource, open_source
 
@@ -97,6 +98,7 @@ class Dataset:
     layouts: list[Layout]
     tree: VirtualTree
     name: str
+    windows: DisplayWindows
 
     def close(self) -> None:
         self.source.close()
@@ -140,13 +142,15 @@ def _build_layout(
     return Layout(fmt, arrays, files)
 
 
-def _documents(layout: Layout, source: ImageSource, name: str, method: str | None) -> dict[str, bytes]:
+def _documents(
+    layout: Layout, source: ImageSource, name: str, method: str | None, windows: DisplayWindows
+) -> dict[str, bytes]:
     fmt = layout.format
     levels = [
         (array.level.name, array.level.downsampling, array.level.first_pixel_centre)
         for array in layout.arrays
     ]
-    documents = fmt.group_documents(source.info, levels, name, method)
+    documents = fmt.group_documents(source.info, levels, name, method, windows.channels)
     for array, files in zip(layout.arrays, layout.files, strict=True):
         shards = files if isinstance(files, ShardedArray) else None
         for file_name, document in fmt.array_documents(array, source.info.axes, shards).items():
@@ -186,18 +190,20 @@ def build_dataset(source: ImageSource, options: ServeOptions) -> Dataset:
     for level in levels:
         level.cache = coarse_cache if level in coarse else cache
     layouts = [_build_layout(FORMATS[ngff], source, levels, compressor, options) for ngff in options.ngff]
+    windows = display_windows(source)
     documents: dict[str, bytes] = {}
     arrays: dict[str, dict[str, ChunkFiles]] = {}
     for layout in layouts:
-        documents.update(_documents(layout, source, name, method))
+        documents.update(_documents(layout, source, name, method, windows))
         for level, files in zip(levels, layout.files, strict=True):
             arrays.setdefault(level.name, {})[layout.format.chunk_prefix] = files
     tree = VirtualTree(documents, arrays, guard=SourceWatch(source.path).check)
-    return Dataset(source, options, compressor, cache, coarse_cache, levels, layouts, tree, name)
+    return Dataset(source, options, compressor, cache, coarse_cache, levels, layouts, tree, name, windows)
 
 
 def open_dataset(path: str | os.PathLike[str], options: ServeOptions | None = None) -> Dataset:
-    """Open ``path`` and build its virtual tree: metadata only, no pixel data is read."""
+    """Open ``path`` and build its virtual tree: metadata, and a sample of pixels of a bounded size for the
+    display windows (see windows.py)."""
     options = options or ServeOptions()
     source = open_source(path, options.source, block_cache_bytes(options.cache_bytes))
     try:

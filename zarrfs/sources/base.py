@@ -89,6 +89,9 @@ class SourceInfo:
     # What pixels the source never wrote hold (sparse tiles, missing planes, padding): also the served
     # arrays' fill value. None means 0 (False for booleans).
     fill_value: int | float | bool | complex | None = None
+    # What the reader ignored or assumed in the metadata, one line each, for `zarrfs info` (e.g. a resolution
+    # that a writer puts in when it knows none, taken as no pixel size).
+    notes: Sequence[str] = ()
 
     @property
     def fill(self) -> int | float | bool | complex:
