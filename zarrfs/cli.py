@@ -204,7 +204,8 @@ def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[st
         debug=debug,
         request_timeout=request_timeout,
     )
-    hint = reader_choice_hint(spec.mountpoint)
+    # For a person at a terminal only: scripts read stderr for errors, and a normal mount prints nothing.
+    hint = reader_choice_hint(spec.mountpoint) if sys.stderr.isatty() else None
     if foreground:
         if hint:
             _say("hint", hint)
