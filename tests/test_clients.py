@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
 import warnings
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from mounting import is_mounted, mounted, require_root, require_tools, zarrfs
+from mounting import is_mounted, mounted, require_fuse, require_root, require_tools, zarrfs
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -173,21 +175,50 @@ def test_a_clean_mount_prints_nothing(image: tuple[Path, np.ndarray], tmp_path: 
     assert lines and all(" zarrfs[" in line for line in lines), lines
 
 
-def test_mount_point_without_zarr_suffix_gets_one_hint(
+def _mount_on_a_terminal(source: Path, mountpoint: Path, log: Path) -> tuple[int, str]:
+    """``zarrfs mount`` with its stderr on a pseudo-terminal, as typed in a shell: its exit status and what it
+    printed there."""
+    main, secondary = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "zarrfs", "mount", str(source), str(mountpoint), "--log-file", str(log)],
+            stderr=secondary,
+            stdout=subprocess.DEVNULL,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(secondary)
+    printed = b""
+    while select.select([main], [], [], 1.0)[0]:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # EIO: everything was read and the other side is closed
+            break
+        if not chunk:
+            break
+        printed += chunk
+    os.close(main)
+    return result.returncode, printed.decode().replace("\r\n", "\n")
+
+
+def test_a_mount_point_without_the_zarr_suffix_gets_one_hint_on_a_terminal(
     image: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
-    mountpoint = tmp_path / "image"
-    mountpoint.mkdir()
-    result = zarrfs("mount", image[0], mountpoint, "--log-file", tmp_path / "daemon.log")
-    try:
-        assert result.returncode == 0, result.stderr
-        assert is_mounted(mountpoint)
-        assert result.stderr.splitlines() == [
-            "zarrfs: hint: bioio and napari choose their reader by the .zarr suffix: mount on a directory "
-            "named like image.ome.zarr for them to open it"
-        ]
-    finally:
-        zarrfs("unmount", mountpoint)
+    require_fuse()
+    hint = (
+        "zarrfs: hint: bioio and napari choose their reader by the .zarr suffix: mount on a directory named "
+        "like image.ome.zarr for them to open it\n"
+    )
+    for name, expected in (("image", hint), ("image.ome.zarr", "")):
+        mountpoint = tmp_path / name
+        mountpoint.mkdir()
+        try:
+            status, printed = _mount_on_a_terminal(image[0], mountpoint, tmp_path / f"{name}.log")
+            assert (status, printed) == (0, expected)
+            assert is_mounted(mountpoint)
+        finally:
+            zarrfs("unmount", mountpoint)
 
 
 def test_a_copy_of_the_mount_is_removable_by_a_user(image: tuple[Path, np.ndarray], shared_dir: Path) -> None:
