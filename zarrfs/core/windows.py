@@ -37,6 +37,9 @@ PERCENTILES = (0.1, 99.9)
 PERCENTILE_VALUES = 2**18
 # Planes the sample spreads over when it cannot take whole planes (of a z stack or a time series).
 SAMPLE_PLANES = 4
+# The sample reads blocks of whole storage units of about this size: few reads (at most SAMPLE_BYTES divided
+# by this), so that the per-read cost of one-row strips or tiny pages does not eat the time budget.
+SAMPLE_BLOCK_BYTES = 256 * 2**10
 
 
 @dataclass(frozen=True)
@@ -132,21 +135,27 @@ def _spread(extent: int, count: int) -> list[int]:
 def _sample_regions(
     axes: str, shape: tuple[int, ...], unit: Sequence[int], itemsize: int
 ) -> list[tuple[slice, ...]] | None:
-    """The regions the sample reads: the whole level when it fits SAMPLE_BYTES; else for each group of
-    channels stored together, evenly spaced whole planes when a plane fits its share, or evenly spaced
-    storage units in SAMPLE_PLANES evenly spaced planes. None when one storage unit alone is over the
-    budget."""
-    block = tuple(min(u, s) for u, s in zip(unit, shape, strict=True))
-    block_bytes = math.prod(block) * itemsize
-    if block_bytes > SAMPLE_BYTES:
+    """The regions the sample reads: the whole level when it fits SAMPLE_BYTES; else, for each group of
+    channels stored together, evenly spaced whole planes when a plane fits the group's share, or evenly
+    spaced blocks in SAMPLE_PLANES evenly spaced planes. A block is whole storage units, as many as make
+    SAMPLE_BLOCK_BYTES (one-row strips or tiny pages would otherwise cost a read each). None when one
+    storage unit alone is over the budget."""
+    block = [min(u, s) for u, s in zip(unit, shape, strict=True)]
+    if math.prod(block) * itemsize > SAMPLE_BYTES:
         return None
     whole = tuple(slice(0, extent) for extent in shape)
     if math.prod(shape) * itemsize <= SAMPLE_BYTES:
         return [whole]
-    grid = [math.ceil(extent / size) for extent, size in zip(shape, block, strict=True)]
     c = axes.index("c") if "c" in axes else None
     outer = [i for i, axis in enumerate(axes) if axis in "tz"]
     y, x = len(axes) - 2, len(axes) - 1
+    for axis in (y, x, *reversed(outer)):  # rows first, then columns, then planes
+        block_bytes = math.prod(block) * itemsize
+        if block_bytes >= SAMPLE_BLOCK_BYTES:
+            break
+        block[axis] = min(shape[axis], block[axis] * math.ceil(SAMPLE_BLOCK_BYTES / block_bytes))
+    block_bytes = math.prod(block) * itemsize
+    grid = [math.ceil(extent / size) for extent, size in zip(shape, block, strict=True)]
     groups = grid[c] if c is not None else 1
     per_group = SAMPLE_BYTES // block_bytes // groups
     if per_group == 0:
@@ -160,7 +169,7 @@ def _sample_regions(
         else:
             chosen_planes = _spread(planes, min(SAMPLE_PLANES, per_group))
             in_plane = per_group // len(chosen_planes)
-            # As many rows as columns of storage units, in proportion to the grid.
+            # As many rows as columns of blocks, in proportion to the grid.
             row_count = max(1, min(grid[y], in_plane, round(math.sqrt(in_plane * grid[y] / grid[x]))))
             rows = _spread(grid[y], row_count)
             columns = _spread(grid[x], in_plane // len(rows))
