@@ -127,6 +127,7 @@ def open_store(source: str | os.PathLike[str], **options: object) -> ZarrfsStore
     """Serve ``source`` in-process: ``zarr.open_group(zarrfs.open_store("x.tif"), mode="r")``.
 
     Takes the same options as ``zarrfs mount`` (``series``, ``chunks``, ``compressor``, ``clevel``,
-    ``cache_size``), e.g. ``open_store("x.tif", compressor="blosc-lz4", cache_size="1GiB")``.
+    ``cache_size``, ``ngff``: "0.4" by default, "0.5" or "all"), e.g. ``open_store("x.tif",
+    compressor="blosc-lz4", cache_size="1GiB")``.
     """
     return ZarrfsStore(open_dataset(source, serve_options(**options)))
