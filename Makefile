@@ -26,17 +26,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Tools tests use as root (setpriv and unshare from util-linux, mount): installed automatically when run as root.
-# Where they are missing, those tests fail rather than skip (tests/mounting.py).
-TEST_TOOLS := setpriv unshare mount
+# Tools tests use as root (setpriv and unshare from util-linux, mount) and libvips's vips (to write a TIFF as
+# libvips does): installed automatically when run as root. Where they are missing, those tests fail rather than
+# skip (tests/mounting.py).
+TEST_TOOLS := setpriv unshare mount vips
+TEST_PACKAGES := util-linux mount libvips-tools
 test-deps:
 	@missing=; for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing util-linux and mount (for:$$missing)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux mount >/dev/null; \
+	    echo "installing $(TEST_PACKAGES) (for:$$missing)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; \
 	  else \
-	    echo "tests need$$missing: install util-linux and mount (e.g. sudo apt-get install util-linux mount)"; \
+	    echo "tests need$$missing: install $(TEST_PACKAGES) (e.g. sudo apt-get install $(TEST_PACKAGES))"; \
 	    exit 1; \
 	  fi; \
 	fi

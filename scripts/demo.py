@@ -28,21 +28,23 @@ def main() -> None:
     if not source.exists():
         write_samples(samples)
     zarrfs("info", str(source))
-    with tempfile.TemporaryDirectory(prefix="zarrfs-demo-") as mountpoint:
+    with tempfile.TemporaryDirectory(prefix="zarrfs-demo-") as directory:
+        mountpoint = str(Path(directory) / "sample.ome.zarr")  # bioio and napari pick a reader by .zarr
+        Path(mountpoint).mkdir()
         started = time.perf_counter()
         zarrfs("mount", str(source), mountpoint)
         print(f"mounted in {time.perf_counter() - started:.2f} s")
         try:
             print("$ ls " + mountpoint, "\n  ", " ".join(sorted(p.name for p in Path(mountpoint).iterdir())))
-            # Both layouts are served side by side: NGFF 0.4 (Zarr v2) and NGFF 0.5 (Zarr v3).
-            group = zarr.open_group(mountpoint, mode="r", zarr_format=3)
-            multiscales = group.attrs["ome"]["multiscales"][0]
+            # NGFF 0.4 on Zarr v2, the default layout, which every client reads.
+            group = zarr.open_group(mountpoint, mode="r")
+            multiscales = group.attrs["multiscales"][0]
             print("axes:", [axis["name"] for axis in multiscales["axes"]])
             for dataset in multiscales["datasets"]:
                 level = group[dataset["path"]]
                 scale = dataset["coordinateTransformations"][0]["scale"]
                 print(f"level {dataset['path']}: shape {level.shape} chunks {level.chunks} scale {scale}")
-            array = zarr.open_group(mountpoint, mode="r", zarr_format=2)["0"]
+            array = group["0"]
             print("array 0:", array.shape, array.dtype, "chunks", array.chunks)
             started = time.perf_counter()
             served = array[:]

@@ -153,7 +153,7 @@ def test_an_unreadable_stored_tile_gives_eio_and_one_log_line_with_the_right_fig
 ) -> None:
     source = tmp_path / "stack.tif"
     data, size = _stack_with_a_tile_past_the_end(source, beyond=1000)
-    options = ("--chunks", "64,64", "--passthrough", passthrough, "--levels", "1")
+    options = ("--chunks", "64,64", "--passthrough", passthrough, "--levels", "1", "--ngff", "all")
     described = zarrfs("info", source, *options)
     assert described.returncode == 0, described.stderr
     assert ("stored tiles passed through" in described.stdout) == (passthrough == "auto")
@@ -204,7 +204,7 @@ def test_an_unreadable_stored_tile_gives_eio_and_one_log_line_with_the_right_fig
 def test_an_unreadable_stored_tile_fails_only_its_chunk_in_process(tmp_path: Path) -> None:
     source = tmp_path / "stack.tif"
     data, size = _stack_with_a_tile_past_the_end(source, beyond=0)
-    store = zarrfs_api.open_store(source, chunks="64,64", levels=1)
+    store = zarrfs_api.open_store(source, chunks="64,64", levels=1, ngff="all")
     try:
         assert store.dataset.layouts[0].arrays[0].native is not None  # the pass-through path
         array = zarr.open_array(store, path="0", mode="r", zarr_format=3)
@@ -231,7 +231,7 @@ def _odd_paths(key: str) -> list[str]:
 
 
 def test_odd_chunk_keys_are_missing_in_process(small_tiff: Path) -> None:
-    store = zarrfs_api.open_store(small_tiff, chunks="64,64", levels=1)
+    store = zarrfs_api.open_store(small_tiff, chunks="64,64", levels=1, ngff="all")
     try:
         tree = store.dataset.tree
         for key in [*ODD_KEYS, "9" * 5000, "9" * 19, "9" * 20]:
@@ -247,7 +247,7 @@ def test_odd_chunk_keys_are_missing_in_process(small_tiff: Path) -> None:
 
 
 def test_odd_chunk_keys_are_enoent_through_the_mount(small_tiff: Path, tmp_path: Path) -> None:
-    with mounted(small_tiff, tmp_path / "mnt", "--chunks", "64,64", "--levels", "1") as mnt:
+    with mounted(small_tiff, tmp_path / "mnt", "--chunks", "64,64", "--levels", "1", "--ngff", "all") as mnt:
         for key in ODD_KEYS:
             for path in _odd_paths(key):
                 with pytest.raises(FileNotFoundError):
@@ -285,8 +285,11 @@ def _assert_printable_lines(text: str, count: int) -> list[str]:
 def _described_lines(path: Path | bytes) -> list[str]:
     result = subprocess.run([sys.executable, "-m", "zarrfs", "info", path], capture_output=True, check=False)
     assert result.returncode == 0, result.stderr
-    # source, format, axes, physical, channels, codec, cache, "levels:", one level, "layouts:", 2 x 2 layout
-    return _assert_printable_lines(result.stdout.decode(), 14)
+    # source, format, axes, physical, channels, codec, cache, "levels:", one level, padding, windows, a window
+    # per channel (4), "layouts:", one layout of 2 lines
+    lines = _assert_printable_lines(result.stdout.decode(), 18)
+    assert lines[10].startswith("windows:") and lines[15] == "layouts:"
+    return lines
 
 
 def test_info_escapes_control_characters_of_ome_channel_names(tmp_path: Path) -> None:
@@ -305,6 +308,7 @@ def test_info_escapes_control_characters_of_ome_channel_names(tmp_path: Path) ->
     )
     lines = _described_lines(path)
     assert lines[4] == "channels:  " + ", ".join(OME_NAMES.values())
+    assert [line.split(": ")[0] for line in lines[11:15]] == [f"  {name}" for name in OME_NAMES.values()]
 
 
 def test_info_escapes_control_characters_of_imagej_labels_and_file_names(tmp_path: Path) -> None:
@@ -321,6 +325,7 @@ def test_info_escapes_control_characters_of_imagej_labels_and_file_names(tmp_pat
     lines = _described_lines(odd)
     assert lines[0] == f"source:    {tmp_path}/odd\\x1b[2J\\n\\xff.tif"
     assert lines[4] == "channels:  " + ", ".join(IMAGEJ_NAMES.values())
+    assert [line.split(": ")[0] for line in lines[11:15]] == [f"  {name}" for name in IMAGEJ_NAMES.values()]
 
 
 def test_an_error_about_a_file_name_with_a_newline_is_one_line(tmp_path: Path) -> None:
@@ -345,7 +350,7 @@ def _mean_of_2x2(pixels: np.ndarray) -> np.ndarray:
     [
         ("complex64", "zlib", ()),
         ("complex64", None, ("--chunks", "64,64")),  # the stored tiles passed through
-        ("complex64", "zlib", ("--compressor", "blosc-zstd", "--shards", "2")),
+        ("complex64", "zlib", ("--compressor", "blosc-zstd", "--ngff", "0.5", "--shards", "2")),
         ("complex128", None, ()),
     ],
 )
@@ -357,10 +362,10 @@ def test_complex_images_read_equal_through_zarr_python_and_tensorstore(
     source = tmp_path / "complex.tif"
     tifffile.imwrite(source, pixels, tile=(64, 64), compression=compression)
     expected = tifffile.imread(source)
-    described = zarrfs("info", source, *options)
+    described = zarrfs("info", source, "--ngff", "all", *options)
     assert described.returncode == 0, described.stderr
     assert ("stored tiles passed through" in described.stdout) == ("--chunks" in options)
-    with mounted(source, tmp_path / "mnt", "--levels", "2", *options) as mnt:
+    with mounted(source, tmp_path / "mnt", "--levels", "2", "--ngff", "all", *options) as mnt:
         sharded = "--shards" in options
         if not sharded:
             zarray = json.loads((mnt / "0" / ".zarray").read_text())

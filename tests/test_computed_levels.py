@@ -109,7 +109,7 @@ def test_every_computed_level_equals_the_reference_in_every_layout(name: str, tm
     expected = _expected_levels(image, method, factors)
     paths = [str(index) for index in range(len(expected))]
     options = ("--chunks", "64,64", "--downsample", method)
-    with mounted(source, tmp_path / "both", *options) as mnt:
+    with mounted(source, tmp_path / "both", *options, "--ngff", "all") as mnt:
         for layout, driver in (("v2", "zarr"), ("v3", "zarr3")):
             multiscale = _multiscale(mnt, layout)
             assert [dataset["path"] for dataset in multiscale["datasets"]] == paths
@@ -159,7 +159,14 @@ def test_coordinate_transformations_follow_the_method(method: str, tmp_path: Pat
     ]
     for source, levels in cases:
         with mounted(
-            source, tmp_path / source.stem, "--levels", str(len(levels)), "--downsample", method
+            source,
+            tmp_path / source.stem,
+            "--levels",
+            str(len(levels)),
+            "--downsample",
+            method,
+            "--ngff",
+            "all",
         ) as mnt:
             for layout in ("v2", "v3"):
                 datasets = _multiscale(mnt, layout)["datasets"]

@@ -116,7 +116,11 @@ def test_parse_size_and_chunks() -> None:
 def test_default_chunks_are_whole_multiples_of_tiles() -> None:
     assert default_chunks("zyx", Level((10, 2000, 3000), (1, 256, 256)), 2) == (1, 512, 512)
     assert default_chunks("yx", Level((5000, 5000), (1024, 1024)), 2) == (1024, 1024)
-    assert default_chunks("cyx", Level((3, 900, 900), (3, 240, 240)), 1) == (3, 720, 720)
+    # Two 480-pixel chunks cover 900 pixels as the 240-pixel tiles do (960); 720 would serve 1440.
+    assert default_chunks("cyx", Level((3, 900, 900), (3, 240, 240)), 1) == (3, 480, 480)
+    # Little padding: 512x512 chunks of a 600x515 image would serve 3.4 times its pixels.
+    assert default_chunks("yx", Level((600, 515), (128, 128)), 2) == (600, 515)
+    assert default_chunks("zyx", Level((20, 33, 29), (1, 4, 29)), 2) == (7, 33, 29)  # 21 planes, not 32
     # Full-width strips stay full width; bands grow to a few MiB.
     chunks = default_chunks("yx", Level((20000, 8000), (16, 8000)), 2)
     assert chunks[1] == 8000 and chunks[0] % 16 == 0 and chunks[0] * 8000 * 2 <= 4 * 2**20
@@ -223,7 +227,8 @@ def test_ngff_attributes_from_source_metadata() -> None:
     channels = attrs["omero"]["channels"]
     assert [c["label"] for c in channels] == ["DAPI", "Channel 1"]
     assert [c["color"] for c in channels] == ["0000FF", "FF00FF"]
-    assert channels[0]["window"] == {"min": 0.0, "max": 65535.0, "start": 0.0, "end": 65535.0}
+    # From the data: all zeros, a window one unit wide within the data type's range.
+    assert channels[0]["window"] == {"min": 0.0, "max": 65535.0, "start": 0.0, "end": 1.0}
 
 
 def test_failing_source_region_fails_one_chunk_only() -> None:

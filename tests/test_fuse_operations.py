@@ -25,7 +25,7 @@ def operations(tmp_path: Path) -> Iterator[Any]:
 
     source = tmp_path / "image.tif"
     tifffile.imwrite(source, np.arange(128 * 96, dtype=np.uint16).reshape(128, 96), tile=(32, 32))
-    dataset = open_dataset(source, serve_options(chunks="64,64"))
+    dataset = open_dataset(source, serve_options(chunks="64,64", ngff="all"))
     ops = ZarrfsOperations(dataset.tree, mtime_ns=source.stat().st_mtime_ns, request_timeout=30)
     ops.init("/")
     try:

@@ -92,7 +92,7 @@ def _encoded(compressor: str, level: int | None, pixels: np.ndarray) -> tuple[by
 def test_served_codecs_are_those_the_options_ask_for_with_exact_sizes(
     compressor: str, clevel: str, case_dir: Path, tmp_path: Path
 ) -> None:
-    options = ["--compressor", compressor, "--chunks", "128,128"]
+    options = ["--compressor", compressor, "--chunks", "128,128", "--ngff", "all"]
     level = None
     if compressor != "none":
         level = (DEFAULT_CLEVEL if clevel == "default" else EXPLICIT_CLEVEL)[compressor]
@@ -208,7 +208,7 @@ def test_large_chunk_directories_list_completely(case_dir: Path, tmp_path: Path)
     case = _pick_case("tiled_zlib", case_dir)
     height, width = case.expected.shape[-2:]
     # One-row chunks (the smallest zarrfs accepts are 256 bytes): one directory entry per image row.
-    with mounted(case.path, tmp_path / "mnt", "--chunks", "1,128") as mnt:
+    with mounted(case.path, tmp_path / "mnt", "--chunks", "1,128", "--ngff", "all") as mnt:
         rows = os.listdir(mnt / "0")
         assert sorted(set(rows) - {".zarray", "zarr.json", "c"}, key=int) == [str(i) for i in range(height)]
         assert len(os.listdir(mnt / "0" / "c")) == height
@@ -240,7 +240,7 @@ def test_foreground_mount_unmounts_cleanly_on_sigterm_and_sigint(case_dir: Path,
 
 def test_info_describes_the_hierarchy_without_mounting(case_dir: Path) -> None:
     case = _pick_case("ome_5d", case_dir)
-    result = zarrfs("info", case.path, "--compressor", "zstd")
+    result = zarrfs("info", case.path, "--compressor", "zstd", "--ngff", "all")
     assert result.returncode == 0, result.stderr
     assert f"axes:      {', '.join(case.axes)}" in result.stdout
     assert f"shape {case.expected.shape}" in result.stdout

@@ -219,8 +219,9 @@ def test_two_mounts_of_one_source_serve_equal_bytes_and_outlive_each_other(
     sources: dict[str, Source], tmp_path: Path
 ) -> None:
     source = sources["small"]
-    with mounted(source.path, tmp_path / "a" / "mnt", "--chunks", "64,64") as first:
-        with mounted(source.path, tmp_path / "b" / "mnt", "--chunks", "64,64") as second:
+    both = ("--chunks", "64,64", "--ngff", "all")
+    with mounted(source.path, tmp_path / "a" / "mnt", *both) as first:
+        with mounted(source.path, tmp_path / "b" / "mnt", *both) as second:
             assert daemon_pid(first) != daemon_pid(second)
             files = sorted(path.relative_to(first) for path in first.rglob("*") if path.is_file())
             assert len(files) > 40  # documents, and chunk files of every level in both layouts
@@ -291,7 +292,16 @@ def test_sixteen_readers_random_chunks_small_cache_exact_bytes_bounded_memory(
     sources: dict[str, Source], tmp_path: Path
 ) -> None:
     source = sources["stack"]
-    options = ("--chunks", "128,128", "--cache-size", f"{CACHE_SIZE}", "--compressor", "none")
+    options = (
+        "--chunks",
+        "128,128",
+        "--cache-size",
+        f"{CACHE_SIZE}",
+        "--compressor",
+        "none",
+        "--ngff",
+        "all",
+    )
     with mounted(source.path, tmp_path / "mnt", *options) as mnt:
         expected = _reference_chunks(source, mnt)
         levels = {key.split("/")[0] for key in expected}
@@ -386,7 +396,7 @@ def test_every_write_type_operation_gets_erofs_on_files_and_directories_of_both_
     sources: dict[str, Source], tmp_path: Path
 ) -> None:
     source = sources["small"]
-    with mounted(source.path, tmp_path / "mnt", "--chunks", "64,64") as mnt:
+    with mounted(source.path, tmp_path / "mnt", "--chunks", "64,64", "--ngff", "all") as mnt:
         files = [".zgroup", ".zattrs", "zarr.json", "0/.zarray", "0/zarr.json", "0/0/0", "0/c/0/0", "1/0/0"]
         directories = ["", "0", "0/c", "0/0", "0/c/0", "1"]
         before = {name: read_uncached(mnt / name) for name in files}
@@ -561,7 +571,7 @@ def test_a_source_changed_while_mounted_gives_eio_never_new_or_mixed_bytes(
             old_bytes[f"{name}/{keys}"] = old_bytes[f"{name}/c/{keys}"] = padded_chunk(level, index, (32, 32))
         level = block_reduce(level, (2, 2), "mean")
     log = tmp_path / "zarrfs.log"
-    with mounted(source, tmp_path / "mnt", "--chunks", "32,32") as mnt:
+    with mounted(source, tmp_path / "mnt", "--chunks", "32,32", "--ngff", "all") as mnt:
         documents = {
             name: (mnt / name).read_bytes() for name in (".zgroup", ".zattrs", "zarr.json", "0/.zarray")
         }

@@ -48,7 +48,7 @@ def _validate(mnt: Path, version: str) -> None:
 def test_stored_pyramid_levels_with_scale_and_translation(tmp_path: Path) -> None:
     source = tmp_path / "pyramid.ome.tif"
     levels = _write_pyramid(source)
-    with mounted(source, tmp_path / "mnt", "--levels", "3") as mnt:
+    with mounted(source, tmp_path / "mnt", "--levels", "3", "--ngff", "all") as mnt:
         for version, group in (("0.4", zarr.open_group(mnt, mode="r", zarr_format=2)),
                                ("0.5", zarr.open_group(mnt, mode="r", zarr_format=3))):  # fmt: skip
             attrs = (
@@ -71,7 +71,7 @@ def test_computed_levels_equal_a_numpy_reference(tmp_path: Path) -> None:
     source = tmp_path / "plain.tif"
     image = np.random.default_rng(3).integers(0, 4000, (1000, 1300), dtype=np.uint16)
     tifffile.imwrite(source, image, tile=(128, 128), compression="zlib")
-    with mounted(source, tmp_path / "mnt", "--chunks", "256,256") as mnt:
+    with mounted(source, tmp_path / "mnt", "--chunks", "256,256", "--ngff", "all") as mnt:
         group = zarr.open_group(mnt, mode="r", zarr_format=2)
         multiscales = group.attrs["multiscales"][0]
         assert multiscales["type"] == "mean"
@@ -94,7 +94,7 @@ def test_both_layouts_side_by_side_and_each_alone(tmp_path: Path) -> None:
     source = tmp_path / "stack.ome.tif"
     stack = np.random.default_rng(5).integers(0, 255, (3, 7, 300, 280), dtype=np.uint8)
     tifffile.imwrite(source, stack, tile=(64, 64), metadata={"axes": "CZYX"}, compression="zstd")
-    with mounted(source, tmp_path / "all", "--compressor", "blosc-zstd") as mnt:
+    with mounted(source, tmp_path / "all", "--compressor", "blosc-zstd", "--ngff", "all") as mnt:
         names = {path.name for path in mnt.iterdir()}
         assert {".zgroup", ".zattrs", "zarr.json"} <= names
         np.testing.assert_array_equal(zarr.open_group(mnt, mode="r", zarr_format=2)["0"][...], stack)
@@ -129,7 +129,16 @@ def test_native_passthrough_serves_the_stored_tile_bytes(compression: str | None
             for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True)
         ]
     with mounted(
-        source, tmp_path / "mnt", "--chunks", "256,256", "--compressor", served, "--levels", "1"
+        source,
+        tmp_path / "mnt",
+        "--chunks",
+        "256,256",
+        "--compressor",
+        served,
+        "--levels",
+        "1",
+        "--ngff",
+        "all",
     ) as mnt:
         tiles_across = 3
         for tile_index, tile_bytes in enumerate(stored):
@@ -172,7 +181,7 @@ def test_sharded_arrays_read_by_zarr_and_tensorstore(compressor: str, tmp_path: 
 def test_info_lists_levels_and_layouts(tmp_path: Path) -> None:
     source = tmp_path / "pyramid.ome.tif"
     _write_pyramid(source)
-    result = zarrfs("info", source, "--shards", "2", "--levels", "4")
+    result = zarrfs("info", source, "--shards", "2", "--levels", "4", "--ngff", "all")
     assert result.returncode == 0, result.stderr
     expected = [
         "0/  shape (2, 600, 520)",

@@ -15,6 +15,7 @@ from zarrfs.core.codecs import COMPRESSOR_NAMES
 from zarrfs.core.describe import printable
 from zarrfs.core.formats import NGFF_VERSIONS
 from zarrfs.core.options import (
+    DEFAULT_NGFF,
     DOWNSAMPLE_METHODS,
     MAX_TIMEOUT_S,
     MIN_CACHE_BYTES,
@@ -57,7 +58,9 @@ class _Checked(click.ParamType[Any, Any]):
 
 
 def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Print problems as one 'zarrfs: error: ...' line and exit non-zero; never a traceback."""
+    """Print problems as one 'zarrfs: error: ...' line and exit non-zero. A bug (any other exception) is one
+    'zarrfs: internal error: ...' line too, followed by its traceback only with the command's --debug or the
+    environment variable ZARRFS_TRACEBACK set."""
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -69,12 +72,18 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             sys.exit(130)
         except Exception as error:  # a bug: still one line, with where to look
-            _say("internal error", f"{type(error).__name__}: {error} (rerun with --debug)")
-            if os.environ.get("ZARRFS_TRACEBACK"):
+            if kwargs.get("debug") or os.environ.get("ZARRFS_TRACEBACK"):
+                _say("internal error", f"{type(error).__name__}: {error}")
                 raise
+            _say("internal error", f"{type(error).__name__}: {error} (rerun with --debug for the traceback)")
             sys.exit(2)
 
     return wrapper
+
+
+def _debug_flag(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--debug``, which every command takes: shows the traceback of an internal error, and ``what``."""
+    return click.option("--debug", is_flag=True, help=f"Show the traceback of an internal error; {what}.")
 
 
 def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -114,9 +123,11 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--cache-size", default="512MiB", show_default=True, metavar="SIZE",
                      help=f"Memory for the daemon's caches, from {human_bytes(MIN_CACHE_BYTES)} to this "
                           f"machine's memory: {SIZE_SYNTAX}."),
-        click.option("--ngff", type=click.Choice(["all", *NGFF_VERSIONS]), default="all", show_default=True,
-                     help="Layouts to serve: 0.4 (Zarr v2; Fiji, MoBIE) and 0.5 (Zarr v3) side by side, "
-                          "or only one."),
+        click.option("--ngff", type=click.Choice(["all", *NGFF_VERSIONS]), default=DEFAULT_NGFF,
+                     show_default=True,
+                     help="Layout to serve: 0.4 (Zarr v2, read by every client: Fiji, MoBIE, zarr-python 2 "
+                          "and 3, ...), 0.5 (Zarr v3, needed for --shards) or all (both side by side; "
+                          "zarr-python 3 then warns that both exist)."),
         click.option("--levels", type=int,
                      help="Total resolution levels (stored + computed). Default: halve until one chunk "
                           "covers a plane."),
@@ -137,14 +148,14 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="zarrfs")
 def main() -> None:
-    """Serve a TIFF / OME-TIFF / BigTIFF image as a live, read-only OME-Zarr tree (NGFF 0.4 and 0.5).
+    """Serve a TIFF / OME-TIFF / BigTIFF image as a live, read-only OME-Zarr tree (NGFF 0.4 or 0.5).
 
     Nothing is converted or copied: metadata and chunk files are made on demand from the source.
 
     \b
       zarrfs info image.tif              # what a mount would show
-      zarrfs mount image.tif /mnt/img    # then open /mnt/img with zarr, napari, dask, ...
-      zarrfs unmount /mnt/img
+      zarrfs mount image.tif image.ome.zarr   # then open it with zarr, napari, dask, ...
+      zarrfs unmount image.ome.zarr
     """
 
 
@@ -192,7 +203,7 @@ def _source_and_mountpoint(
     help=f"Answer a request that takes longer (e.g. a stuck source read) with EIO: {MIN_TIMEOUT_S:g} to "
     f"{MAX_TIMEOUT_S:g} (one day); there is no unlimited setting, so that no client ever hangs.",
 )
-@click.option("--debug", is_flag=True, help="Log every FUSE request (very verbose).")
+@_debug_flag("log every FUSE request (very verbose)")
 @_fail_cleanly
 def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_options: tuple[str, ...],
           log_file: str | None, request_timeout: float, debug: bool, **serve: Any) -> None:  # fmt: skip
@@ -201,7 +212,13 @@ def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_opt
     SOURCE is an image file, or a quoted glob ('sections/slice_*.tif') of files served as one image.
     Returns once the mount is live (exit 0) or failed (non-zero, with the reason).
     """
-    from zarrfs.frontends.mount import MountSpec, mount_background, parse_fuse_options, run_foreground
+    from zarrfs.frontends.mount import (
+        MountSpec,
+        mount_background,
+        parse_fuse_options,
+        reader_choice_hint,
+        run_foreground,
+    )
 
     source, mountpoint = _source_and_mountpoint(source, mountpoint, serve["sequence_list"])
     spec = MountSpec(
@@ -213,19 +230,26 @@ def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_opt
         debug=debug,
         request_timeout=request_timeout,
     )
+    # For a person at a terminal only: scripts read stderr for errors, and a normal mount prints nothing.
+    hint = reader_choice_hint(spec.mountpoint) if sys.stderr.isatty() else None
     if foreground:
+        if hint:
+            _say("hint", hint)
         run_foreground(spec)
     else:
         note = mount_background(spec).note
         if note:
             _say("warning", note)
+        if hint:
+            _say("hint", hint)
 
 
 @main.command()
 @click.argument("mountpoint", type=click.Path())
 @click.option("-z", "--lazy", is_flag=True, help="Detach now even if busy; cleaned up once no longer used.")
+@_debug_flag("nothing else")
 @_fail_cleanly
-def unmount(mountpoint: str, lazy: bool) -> None:
+def unmount(mountpoint: str, lazy: bool, debug: bool) -> None:
     """Unmount the zarrfs mount at MOUNTPOINT (also a stale one left by a killed daemon)."""
     from zarrfs.frontends.mounts import unmount as unmount_path
 
@@ -240,12 +264,17 @@ def unmount(mountpoint: str, lazy: bool) -> None:
 @click.option("--check", is_flag=True,
               help="Open every file of the source now (a file sequence opens each file only when first read) "
                    "and list those that cannot be served; exit 1 if any.")  # fmt: skip
+@_debug_flag("log what the reader ignored or assumed on stderr")
 @_fail_cleanly
-def info(source: str | None, check: bool, **serve: Any) -> None:
+def info(source: str | None, check: bool, debug: bool, **serve: Any) -> None:
     """Print the hierarchy a mount of SOURCE would expose, without mounting."""
+    import logging
+
     from zarrfs.core import open_dataset
     from zarrfs.core.describe import describe
 
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="zarrfs: debug: %(name)s: %(message)s")
     if (source is None) == (serve["sequence_list"] is None):
         raise ZarrfsError("give either SOURCE or --sequence-list FILE")
     dataset = open_dataset(source or serve["sequence_list"], serve_options(**serve))

@@ -65,7 +65,7 @@ def store_read(path: Path) -> np.ndarray:
 
     from zarrfs.frontends.store import open_store  # zarrfs.open_store
 
-    store = open_store(path)
+    store = open_store(path, ngff="0.5")  # read as Zarr v3 below
     try:
         array = zarr.open_group(store, mode="r", zarr_format=3)["0"]
         assert isinstance(array, zarr.Array)

@@ -23,6 +23,11 @@ SMALL_CHUNK_BYTES = 16 * 2**10
 MIN_CHUNK_BYTES = ENTRY_OVERHEAD_BYTES // 4
 # Default chunks take at most this share of the chunk cache, so that it holds several at once.
 DEFAULT_CHUNKS_PER_CACHE = 8
+# Default chunks pad an axis by at most the source's own grid of storage units plus this share of its extent.
+PADDING_MARGIN = 1 / 16
+# A default chunk side may be this many times PLANE_CHUNK_SIDE when that pads less (a 600x515 image with
+# 128x128 tiles is served as one 600x515 chunk, not four 512x512 ones).
+LONGEST_SIDE_RATIO = math.sqrt(2)
 
 
 def _round_up(value: int, unit: int) -> int:
@@ -51,10 +56,27 @@ def default_chunk_limit(chunk_cache_bytes: int) -> int:
     return min(MAX_CHUNK_BYTES, chunk_cache_bytes // DEFAULT_CHUNKS_PER_CACHE)
 
 
+def _axis_chunk(extent: int, unit: int, target: int, largest: int) -> int:
+    """The default chunk length along one axis: the whole multiple of ``unit`` (the source's storage unit)
+    nearest to ``target`` (by ratio; the smaller on a tie) and at most ``largest`` (or one unit), among those
+    whose grid pads the axis by no more than the storage units' own grid plus PADDING_MARGIN of the extent.
+    Edge chunks are served full size, and a copy of the mount copies them whole: 512-row chunks of a 600-row
+    image would serve 1024 rows. A chunk longer than the axis is cut to it (it pads nothing)."""
+    allowed = _round_up(extent, unit) + extent * PADDING_MARGIN
+    best = unit
+    # Multiples past the extent pad more than the one that reaches it: stop there.
+    for multiple in range(2, min(largest // unit, math.ceil(extent / unit)) + 1):
+        size = multiple * unit
+        if _round_up(extent, size) <= allowed and abs(math.log(size / target)) < abs(math.log(best / target)):
+            best = size
+    return min(best, extent)
+
+
 def _plane_chunks(level: Level, itemsize: int, max_bytes: int) -> tuple[int, ...]:
     """A chunk shape that is a whole multiple of the source's storage unit on y and x (so no tile or strip is
     decoded for two chunks), one storage unit deep on the outer axes (one plane, or the interleaved samples
-    on c), and at most ``max_bytes`` where the storage unit allows."""
+    on c), about PLANE_CHUNK_SIDE on a side, with little padding (see _axis_chunk) and at most ``max_bytes``
+    where the storage unit allows."""
     *outer_units, unit_y, unit_x = level.storage_unit
     *outer_shape, height, width = level.shape
     outer = tuple(min(unit, size) for unit, size in zip(outer_units, outer_shape, strict=True))
@@ -66,23 +88,25 @@ def _plane_chunks(level: Level, itemsize: int, max_bytes: int) -> tuple[int, ...
         # The storage unit itself is too big to serve as one chunk (e.g. one huge strip): give up alignment;
         # the source keeps such decoded blocks in its own cache instead.
         unit_y = unit_x = 1
+    max_pixels = max_bytes // plane_bytes
     if unit_x >= width and unit_x > side:
         # Full-width strips: keep the full width and stack bands up to a comfortable size.
         band_bytes = min(STRIP_BAND_BYTES, max_bytes)
         rows = max(1, band_bytes // (plane_bytes * width * unit_y)) * unit_y
-        chunk_y = min(rows, _round_up(height, unit_y))
-        chunk_x = width
-    else:
-        chunk_y = _round_up(side, unit_y)
-        chunk_x = _round_up(side, unit_x)
-    return (*outer, min(chunk_y, height), min(chunk_x, width))
+        return (*outer, _axis_chunk(height, unit_y, rows, rows), width)
+    # A side may grow up to LONGEST_SIDE_RATIO times the target for less padding, within max_bytes.
+    longest = int(side * LONGEST_SIDE_RATIO)
+    chunk_y = _axis_chunk(height, unit_y, side, max(unit_y, min(longest, max_pixels // unit_x)))
+    chunk_x = _axis_chunk(width, unit_x, side, max(unit_x, min(longest, max_pixels // chunk_y)))
+    return (*outer, chunk_y, chunk_x)
 
 
 def _stack_small_planes(
     axes: str, shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int
 ) -> tuple[int, ...]:
     """Chunks of tiny planes (a stack of 100,000 small pages) deepened along z, then t, towards
-    SMALL_CHUNK_BYTES; by whole multiples, so they stay aligned to the storage unit."""
+    SMALL_CHUNK_BYTES; by whole multiples, so they stay aligned to the storage unit, and with little padding
+    (see _axis_chunk)."""
     stacked = list(chunks)
     for axis in "zt":
         chunk_bytes = math.prod(stacked) * itemsize
@@ -90,8 +114,8 @@ def _stack_small_planes(
             break
         if axis in axes:
             position = axes.index(axis)
-            factor = math.ceil(SMALL_CHUNK_BYTES / chunk_bytes)
-            stacked[position] = min(shape[position], stacked[position] * factor)
+            depth = stacked[position] * math.ceil(SMALL_CHUNK_BYTES / chunk_bytes)
+            stacked[position] = _axis_chunk(shape[position], stacked[position], depth, depth)
     return tuple(stacked)
 
 

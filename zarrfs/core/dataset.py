@@ -25,6 +25,7 @@ from zarrfs.core.pyramid import ComputedLevel, computed_levels
 from zarrfs.core.sharding import ShardedArray
 from zarrfs.core.staleness import SourceWatch, WatchedSource
 from zarrfs.core.tree import ChunkFiles, VirtualTree
+from zarrfs.core.windows import DisplayWindows, display_windows
 from zarrfs.lru import ENTRY_OVERHEAD_BYTES, ByteLRUCache
 from zarrfs.sources import ImageSource, open_source
 from zarrfs.sources.identity import FileIdentity
@@ -102,6 +103,7 @@ class Dataset:
     tree: VirtualTree
     name: str
     fanout: FanOut
+    windows: DisplayWindows
 
     def close(self) -> None:
         self.source.close()
@@ -147,13 +149,15 @@ def _build_layout(
     return Layout(fmt, arrays, files)
 
 
-def _documents(layout: Layout, source: ImageSource, name: str, method: str | None) -> dict[str, bytes]:
+def _documents(
+    layout: Layout, source: ImageSource, name: str, method: str | None, windows: DisplayWindows
+) -> dict[str, bytes]:
     fmt = layout.format
     levels = [
         (array.level.name, array.level.downsampling, array.level.first_pixel_centre)
         for array in layout.arrays
     ]
-    documents = fmt.group_documents(source.info, levels, name, method)
+    documents = fmt.group_documents(source.info, levels, name, method, windows.channels)
     for array, files in zip(layout.arrays, layout.files, strict=True):
         shards = files if isinstance(files, ShardedArray) else None
         for file_name, document in fmt.array_documents(array, source.info.axes, shards).items():
@@ -198,21 +202,24 @@ def build_dataset(source: ImageSource, options: ServeOptions, watch: SourceWatch
     for level in levels:
         level.cache = coarse_cache if level in coarse else cache
     layouts = [_build_layout(FORMATS[ngff], source, levels, compressor, options) for ngff in options.ngff]
+    windows = display_windows(source)
     documents: dict[str, bytes] = {}
     arrays: dict[str, dict[str, ChunkFiles]] = {}
     for layout in layouts:
-        documents.update(_documents(layout, source, name, method))
+        documents.update(_documents(layout, source, name, method, windows))
         for level, files in zip(levels, layout.files, strict=True):
             arrays.setdefault(level.name, {})[layout.format.chunk_prefix] = files
     tree = VirtualTree(documents, arrays, guard=watch.check, recheck_due=watch.recheck_due)
-    return Dataset(source, options, compressor, cache, coarse_cache, levels, layouts, tree, name, fanout)
+    return Dataset(
+        source, options, compressor, cache, coarse_cache, levels, layouts, tree, name, fanout, windows
+    )
 
 
 def open_dataset(
     path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], options: ServeOptions | None = None
 ) -> Dataset:
-    """Open ``path`` (a file, a glob pattern, a list of files) and build its virtual tree: metadata only, no
-    pixel data is read."""
+    """Open ``path`` (a file, a glob pattern, a list of files) and build its virtual tree: metadata, and a
+    sample of pixels of a bounded size for the display windows (see windows.py)."""
     options = options or ServeOptions()
     # The file as it is before any of its bytes is read: a change while it is being opened shows at the first
     # check. (A file that cannot be looked up, or a file set, is left to open_source, which says why.)

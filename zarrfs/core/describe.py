@@ -55,6 +55,7 @@ def describe(dataset: Dataset) -> str:
         f"axes:      {', '.join(info.axes)}",
         f"physical:  {physical or 'unknown (scale 1 per pixel)'}",
         *([f"origin:    {_quantities(info.origin)}"] if info.origin else []),
+        *(f"note:      {note}" for note in info.notes),
         f"channels:  {channels or 'unnamed'}",
         f"codec:     {codec}",
         f"cache:     {human_bytes(dataset.options.cache_bytes)}",
@@ -67,7 +68,27 @@ def describe(dataset: Dataset) -> str:
             f"  {level.name}/  shape {level.shape}  chunks {level.chunks}  dtype {level.dtype.str}  "
             f"{origin}  {size} uncompressed"
         )
+    lines.append(f"padding:   {_padding(dataset)}")
+    lines.append(f"windows:   {dataset.windows.basis}")
+    for index, window in enumerate(dataset.windows.channels):
+        known = info.channels[index].name if index < len(info.channels) else None
+        lines.append(
+            f"  {known or f'Channel {index}'}: {window.start:g} to {window.end:g} "
+            f"(slider {window.min:g} to {window.max:g})"
+        )
     lines.append("layouts:")
     for layout in dataset.layouts:
         lines += _layout_lines(layout)
     return "\n".join(map(printable, lines))
+
+
+def _padding(dataset: Dataset) -> str:
+    """How many bytes the chunk files of every level hold (uncompressed) per pixel byte: edge chunks are
+    served full size, and a copy of the mount copies them whole."""
+    itemsize = dataset.levels[0].dtype.itemsize
+    pixels = sum(math.prod(level.shape) for level in dataset.levels) * itemsize
+    served = sum(math.prod(level.grid) * math.prod(level.chunks) for level in dataset.levels) * itemsize
+    return (
+        f"chunk files hold {served / pixels:.2f}x the pixel bytes ({human_bytes(served)} uncompressed for "
+        f"{human_bytes(pixels)}; edge chunks are full size)"
+    )

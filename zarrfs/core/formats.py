@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -27,6 +28,7 @@ from zarrfs.sources import CodecConfig, NativeBlocks, SourceInfo
 if TYPE_CHECKING:
     from zarrfs.core.array import VirtualArray
     from zarrfs.core.sharding import ShardedArray
+    from zarrfs.core.windows import Window
 
 Document = dict[str, Any]
 
@@ -58,9 +60,10 @@ class NgffFormat(ABC):
 
     @abstractmethod
     def group_documents(
-        self, info: SourceInfo, levels: Levels, name: str, method: str | None
+        self, info: SourceInfo, levels: Levels, name: str, method: str | None, windows: Sequence[Window]
     ) -> dict[str, Document]:
-        """The image group's documents by file name (relative to the group)."""
+        """The image group's documents by file name (relative to the group); ``windows`` are the channels'
+        display windows."""
 
     @abstractmethod
     def array_documents(
@@ -111,10 +114,10 @@ class NgffV04(NgffFormat):
     passthrough_filters = True
 
     def group_documents(
-        self, info: SourceInfo, levels: Levels, name: str, method: str | None
+        self, info: SourceInfo, levels: Levels, name: str, method: str | None, windows: Sequence[Window]
     ) -> dict[str, Document]:
         multiscales = {"version": self.version, **multiscales_metadata(info, levels, name, method)}
-        omero = {"version": self.version, **omero_metadata(info, name)}
+        omero = {"version": self.version, **omero_metadata(info, name, windows)}
         attributes = group_attributes(info, {"multiscales": [multiscales], "omero": omero})
         return {".zgroup": {"zarr_format": 2}, ".zattrs": attributes}
 
@@ -163,12 +166,12 @@ class NgffV05(NgffFormat):
     passthrough_filters = False
 
     def group_documents(
-        self, info: SourceInfo, levels: Levels, name: str, method: str | None
+        self, info: SourceInfo, levels: Levels, name: str, method: str | None, windows: Sequence[Window]
     ) -> dict[str, Document]:
         ome = {
             "version": self.version,
             "multiscales": [multiscales_metadata(info, levels, name, method)],
-            "omero": omero_metadata(info, name),
+            "omero": omero_metadata(info, name, windows),
         }
         attributes = group_attributes(info, {"ome": ome})
         return {"zarr.json": {"zarr_format": 3, "node_type": "group", "attributes": attributes}}

@@ -3,11 +3,13 @@ version's wrapping of them is in formats.py."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from zarrfs.sources import SourceInfo
+
+if TYPE_CHECKING:
+    from zarrfs.core.windows import Window
 
 # A level's path, downsampling factors from level 0 and centre of its first pixel in level-0 pixels, from
 # high to low resolution.
@@ -85,17 +87,9 @@ def multiscales_metadata(info: SourceInfo, levels: Levels, name: str, method: st
     return multiscale
 
 
-def display_window(dtype: np.dtype) -> dict[str, float]:
-    """The channel window spans the data type's range (floats: 0 to 1, the usual normalised intensity)."""
-    if np.issubdtype(dtype, np.integer):
-        limits = np.iinfo(dtype)
-        low, high = float(limits.min), float(limits.max)
-    else:
-        low, high = 0.0, 1.0
-    return {"min": low, "max": high, "start": low, "end": high}
-
-
-def omero_metadata(info: SourceInfo, name: str) -> dict[str, Any]:
+def omero_metadata(info: SourceInfo, name: str, windows: Sequence[Window]) -> dict[str, Any]:
+    """Rendering settings: per channel a label, a colour and its display window (``windows``, one per
+    channel)."""
     count = info.levels[0].shape[info.axes.index("c")] if "c" in info.axes else 1
     defaults = _DEFAULT_COLORS.get(count) or [_COLOR_CYCLE[i % len(_COLOR_CYCLE)] for i in range(count)]
     channels = []
@@ -105,7 +99,7 @@ def omero_metadata(info: SourceInfo, name: str) -> dict[str, Any]:
             {
                 "label": (known.name if known and known.name else f"Channel {index}"),
                 "color": (known.color if known and known.color else defaults[index]),
-                "window": display_window(info.dtype),
+                "window": windows[index].as_json(),
                 "active": True,
                 "coefficient": 1.0,
                 "family": "linear",

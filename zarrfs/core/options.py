@@ -16,6 +16,9 @@ from zarrfs.sources.base import PhysicalSize
 from zarrfs.units import UnitKind, udunits_name
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
+# The layout served unless --ngff says otherwise: NGFF 0.4 on Zarr v2 is read by every client (Fiji, MoBIE and
+# zarr-python 2 read no other), and one layout alone opens without zarr-python 3's warning that both exist.
+DEFAULT_NGFF = "0.4"
 DOWNSAMPLE_METHODS = ("mean", "nearest", "mode")
 
 _SIZE_UNITS = {
@@ -48,7 +51,7 @@ class ServeOptions:
     compressor: str = "none"
     clevel: int | None = None
     cache_bytes: int = DEFAULT_CACHE_BYTES
-    ngff: tuple[str, ...] = NGFF_VERSIONS  # layouts served side by side: 0.4 on Zarr v2, 0.5 on Zarr v3
+    ngff: tuple[str, ...] = (DEFAULT_NGFF,)  # layouts served side by side: 0.4 on Zarr v2, 0.5 on Zarr v3
     levels: int | None = None  # total resolution levels; None: down to one chunk per plane
     downsample: str = "mean"  # how computed levels are made
     shards: int | None = None  # Zarr v3 only: chunks per shard file along y and x
@@ -182,7 +185,7 @@ def serve_options(
     compressor: str = "none",
     clevel: int | None = None,
     cache_size: str | int | float = DEFAULT_CACHE_BYTES,
-    ngff: str = "all",
+    ngff: str = DEFAULT_NGFF,
     levels: int | None = None,
     downsample: str = "mean",
     shards: int | None = None,
@@ -205,10 +208,8 @@ def serve_options(
     if shards is not None and not any(
         FORMATS[version].supports_sharding for version in (NGFF_VERSIONS if ngff == "all" else (ngff,))
     ):
-        sharded = ", ".join(version for version, fmt in FORMATS.items() if fmt.supports_sharding)
-        raise ZarrfsError(
-            f"--shards needs Zarr v3: use --ngff {sharded} or all (NGFF {ngff} is Zarr v2, unsharded)"
-        )
+        sharded = " or ".join(f"--ngff {name}" for name, fmt in FORMATS.items() if fmt.supports_sharding)
+        raise ZarrfsError(f"--shards needs Zarr v3: add {sharded} (NGFF {ngff} is Zarr v2, without shards)")
     if passthrough not in ("auto", "off", True, False):
         raise ZarrfsError(f"--passthrough must be auto or off, not {passthrough!r}")
     return ServeOptions(

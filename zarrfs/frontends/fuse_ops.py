@@ -89,6 +89,9 @@ class ZarrfsOperations:
         self.requests.close()
 
     def _attributes(self, size: int, is_dir: bool) -> dict[str, int]:
+        # The usual modes (0755, 0644), not read-only ones: a copy (`cp -r`, rsync -a) keeps the modes, and
+        # read-only directories in it could not be deleted by their owner. Writes still fail: the mount is
+        # read-only ("ro"), so every change gets EROFS.
         attributes = {
             "st_uid": self.uid,
             "st_gid": self.gid,
@@ -97,10 +100,10 @@ class ZarrfsOperations:
             "st_ctime": self.mtime_ns,
         }
         if is_dir:
-            attributes.update(st_mode=stat.S_IFDIR | 0o555, st_nlink=2, st_size=0)
+            attributes.update(st_mode=stat.S_IFDIR | 0o755, st_nlink=2, st_size=0)
         else:
             attributes.update(
-                st_mode=stat.S_IFREG | 0o444, st_nlink=1, st_size=size, st_blocks=math.ceil(size / 512)
+                st_mode=stat.S_IFREG | 0o644, st_nlink=1, st_size=size, st_blocks=math.ceil(size / 512)
             )
         return attributes
 

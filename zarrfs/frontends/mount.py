@@ -55,6 +55,10 @@ READ_AHEAD_KB = 4096
 LOG_FORMAT = "%(asctime)s zarrfs[%(process)d] %(levelname)s %(message)s"
 # zarrfs recognises its mounts by the subtype (file system type fuse.zarrfs): a user may not change it.
 RESERVED_FUSE_OPTIONS = ("subtype",)
+# libfuse 3.14 takes "no limit" (its default since 3.12) for an invalid number of idle worker threads and says
+# so on every mount ("Ignoring invalid max threads value 4294967295"). As many idle threads as its default
+# maximum of threads (10) keeps its behaviour: no worker thread ever exits.
+LIBFUSE3_MAX_IDLE_THREADS = 10
 
 
 @dataclass
@@ -81,6 +85,18 @@ def parse_fuse_options(values: tuple[str, ...] | list[str]) -> dict[str, str | b
                     raise MountError(f"-o {key} is set by zarrfs (it recognises its own mounts by it)")
                 options[key] = setting if sep else True
     return options
+
+
+def reader_choice_hint(mountpoint: str) -> str | None:
+    """A hint when the mount point's name does not end in ``.zarr``: bioio and napari pick their OME-Zarr
+    reader by that suffix, and would not open the mount without it."""
+    name = os.path.basename(os.path.normpath(mountpoint))
+    if name.endswith(".zarr"):
+        return None
+    return (
+        f"bioio and napari choose their reader by the .zarr suffix: mount on a directory named like "
+        f"{name}.ome.zarr for them to open it"
+    )
 
 
 def escape_fuse_option(value: str) -> str:
@@ -221,6 +237,13 @@ def _mount_failure(mountpoint: str, status: object, printed: str) -> str:
     return f"FUSE mount failed at {mountpoint} (libfuse status {status}): {reason}"
 
 
+def _libfuse_version_options() -> dict[str, str | bool]:
+    """Options for the libfuse version mfusepy is bound to (by fuse_ops, which must be imported first)."""
+    import mfusepy
+
+    return {"max_idle_threads": str(LIBFUSE3_MAX_IDLE_THREADS)} if mfusepy.fuse_version_major == 3 else {}
+
+
 def serve(
     spec: MountSpec, lock: MountPointLock, on_live: Callable[[], None], on_error: Callable[[str], None]
 ) -> None:
@@ -265,6 +288,7 @@ def serve(
         "entry_timeout": CACHE_TIMEOUT_S,
         "negative_timeout": CACHE_TIMEOUT_S,
         "default_permissions": True,
+        **_libfuse_version_options(),
         **spec.fuse_options,
     }
 

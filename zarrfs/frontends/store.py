@@ -137,9 +137,9 @@ def open_store(
     (``"sections/*.tif"``) or a list of paths is a file sequence (``sequence_axis="t"`` stacks it along t).
 
     Takes the same options as ``zarrfs mount`` (``series``, ``chunks``, ``compressor``, ``clevel``,
-    ``cache_size``, ``timeout``), e.g. ``open_store("x.tif", compressor="blosc-lz4", cache_size="1GiB")``.
-    A read that takes longer than ``timeout`` seconds (positive, finite) raises
-    ``zarrfs.core.requests.RequestTimeout``, a TimeoutError, where a mount answers EIO.
+    ``cache_size``, ``timeout``, ``ngff``: "0.4" by default, "0.5" or "all"), e.g. ``open_store("x.tif",
+    compressor="blosc-lz4", cache_size="1GiB")``. A read that takes longer than ``timeout`` seconds (positive,
+    finite) raises ``zarrfs.core.requests.RequestTimeout``, a TimeoutError, where a mount answers EIO.
     """
     dataset = open_dataset(source, serve_options(**options))
     try:

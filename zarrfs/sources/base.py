@@ -105,6 +105,9 @@ class SourceInfo:
     # Format-specific metadata written into the image group's attributes beside the NGFF keys (e.g. a NIfTI
     # header under "nifti"): small, JSON-serialisable, never overriding an NGFF key.
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    # What the reader ignored or assumed in the metadata, one line each, for `zarrfs info` (e.g. a resolution
+    # that a writer puts in when it knows none, taken as no pixel size).
+    notes: Sequence[str] = ()
 
     @property
     def fill(self) -> int | float | bool | complex:

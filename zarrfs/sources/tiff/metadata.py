@@ -27,6 +27,13 @@ _OME_SIZES: tuple[tuple[str, str, str, str, UnitKind], ...] = (  # canonical axi
 )
 
 _RESOLUTION_UNIT_MICROMETERS = {3: 1e4, 4: 1e3, 5: 1.0}  # centimeter, millimeter, micrometer (DNG)
+_RESOLUTION_UNIT_NAMES = {2: "inch", 3: "cm", 4: "mm", 5: "um"}
+_INCH = 2
+# Resolutions that writers put in when nobody set one, by (ResolutionUnit, X and Y pixels per unit): served as
+# pixel sizes they would turn a slide into metres (libvips: 1000 micrometer per pixel).
+_PLACEHOLDER_RESOLUTIONS = {
+    (3, 10.0, 10.0): "the value libvips writes when no resolution was set",
+}
 
 _KIND_NAMES = {
     "ome": "OME-TIFF",
@@ -43,9 +50,10 @@ def image_metadata(
     index: int,
     sources: dict[str, str],
     channel_count: int,
-) -> tuple[dict[str, PhysicalSize], list[Channel]]:
-    """Physical sizes by canonical axis and one channel per index of the ``c`` axis (or none), from the
-    richest metadata the series has. ``sources`` maps canonical axes to the tifffile axis codes in them.
+) -> tuple[dict[str, PhysicalSize], list[Channel], list[str]]:
+    """Physical sizes by canonical axis, one channel per index of the ``c`` axis (or none), from the richest
+    metadata the series has, and notes on what was ignored. ``sources`` maps canonical axes to the tifffile
+    axis codes in them.
 
     Metadata never makes a file fail to open: where tags or XML are malformed in a way not foreseen below,
     the image is served without them."""
@@ -53,7 +61,7 @@ def image_metadata(
         return _image_metadata(tiff, series, index, sources, channel_count)
     except Exception as error:
         log.debug("metadata ignored (%s: %s): %s", type(error).__name__, error, tiff.filehandle.path)
-        return {}, []
+        return {}, [], [f"metadata ignored: {type(error).__name__}: {error}"]
 
 
 def _image_metadata(
@@ -62,10 +70,11 @@ def _image_metadata(
     index: int,
     sources: dict[str, str],
     channel_count: int,
-) -> tuple[dict[str, PhysicalSize], list[Channel]]:
+) -> tuple[dict[str, PhysicalSize], list[Channel], list[str]]:
     keyframe = series.keyframe
     samples = _sample_channels(keyframe) if "S" in sources.get("c", "") else []
     pixels = _ome_pixels(tiff, series, index) if series.kind == "ome" else None
+    notes: list[str] = []
     if pixels is not None:
         channels = _ome_channels(pixels)
         sizes = _ome_physical_sizes(pixels, sources)
@@ -74,8 +83,8 @@ def _image_metadata(
         sizes = _imagej_physical_sizes(tiff.imagej_metadata, keyframe, sources)
     else:
         channels = []
-        sizes = _resolution_physical_sizes(keyframe)
-    return sizes, _expand_by_samples(channels, samples, channel_count) if channel_count else []
+        sizes, notes = _resolution_physical_sizes(keyframe)
+    return sizes, _expand_by_samples(channels, samples, channel_count) if channel_count else [], notes
 
 
 def describe(tiff: tifffile.TiffFile, series: tifffile.TiffPageSeries, index: int, level_count: int) -> str:
@@ -194,18 +203,28 @@ def _imagej_physical_sizes(
     return sizes
 
 
-def _resolution_physical_sizes(keyframe: tifffile.TiffPage) -> dict[str, PhysicalSize]:
-    """Plain TIFF: X/YResolution only in a metric unit; inch-based values are print dpi, not pixel sizes."""
+def _resolution_physical_sizes(keyframe: tifffile.TiffPage) -> tuple[dict[str, PhysicalSize], list[str]]:
+    """Plain TIFF: X/YResolution only in a metric unit, and not a writer's placeholder; inch-based values are
+    print dpi, not pixel sizes. What was ignored is noted."""
     unit = keyframe.resolutionunit  # a tuple, or a float, where the tag has an odd count or type
     micrometers = _RESOLUTION_UNIT_MICROMETERS.get(unit) if isinstance(unit, int | np.integer) else None
+    resolution = keyframe.get_resolution()
     if micrometers is None:
-        return {}
+        if unit == _INCH and "XResolution" in keyframe.tags:
+            shown = f"{resolution[0]:g} pixels/inch"
+            return {}, [f"resolution {shown} ignored: inch-based resolutions are for printing"]
+        return {}, []
+    x_resolution, y_resolution = map(float, resolution)
+    placeholder = _PLACEHOLDER_RESOLUTIONS.get((int(unit), x_resolution, y_resolution))
+    if placeholder is not None:
+        shown = f"{resolution[0]:g} pixels/{_RESOLUTION_UNIT_NAMES[int(unit)]}"
+        return {}, [f"resolution {shown} ignored: {placeholder}, not a pixel size"]
     sizes = {}
-    for axis, resolution in zip("xy", keyframe.get_resolution(), strict=True):
-        pixel_size = _reciprocal(resolution)
+    for axis, value in zip("xy", resolution, strict=True):
+        pixel_size = _reciprocal(value)
         if pixel_size is not None:
             sizes[axis] = PhysicalSize(micrometers * pixel_size, "micrometer")
-    return sizes
+    return sizes, []
 
 
 # ----------------------------------------------------------------------------------------------------------

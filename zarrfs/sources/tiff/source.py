@@ -71,7 +71,7 @@ class TiffSource(ImageSource):
         self._native = [native_level(reader) for reader in self._levels]
         shape = self._levels[0].plan.shape
         channel_count = shape[axis_map.axes.index("c")] if "c" in axis_map.axes else 0
-        physical_sizes, channels = image_metadata(tiff, series, index, axis_map.sources, channel_count)
+        physical_sizes, channels, notes = image_metadata(tiff, series, index, axis_map.sources, channel_count)
         self.info = SourceInfo(
             axes=axis_map.axes,
             dtype=np.dtype(series.dtype).newbyteorder("="),
@@ -79,6 +79,7 @@ class TiffSource(ImageSource):
             physical_sizes=physical_sizes,
             channels=channels,
             description=describe(tiff, series, index, len(self._levels)),
+            notes=tuple(notes),
         )
 
     def _level_reader(
