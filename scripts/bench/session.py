@@ -64,7 +64,7 @@ class Session:
         return next(i for i in self.images if i.key == key)
 
     def mount(self, image: Image, name: str, options: Sequence[str] = ()) -> Mount:
-        # The readers here use both Zarr formats: both layouts, unless a run names --ngff (0.4 is the default).
+        # The readers here use both Zarr formats: both layouts unless a run names --ngff (0.4 is the default).
         layouts = [] if "--ngff" in options else ["--ngff", "all"]
         return Mount(image.path, self.mnt_dir / f"{image.key}-{name}", [*options, *layouts], self.log_dir)
 
