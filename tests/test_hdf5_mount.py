@@ -40,7 +40,7 @@ def _options(case: Hdf5Case) -> list[str]:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_zarr_and_tensorstore_read_what_h5py_reads(name: str, tmp_path: Path) -> None:
     case = CASES[name](tmp_path)
-    with mounted(case.path, tmp_path / "mnt", *_options(case)) as mnt:
+    with mounted(case.path, tmp_path / "mnt", "--ngff", "all", *_options(case)) as mnt:
         _validate(mnt)
         for level, expected in enumerate(case.levels):
             for zarr_format, driver in ((2, "zarr"), (3, "zarr3")):
@@ -59,7 +59,9 @@ def _stored_chunk(path: Path, dataset: str, offset: tuple[int, ...]) -> bytes:
 
 def test_shuffle_and_deflate_chunks_pass_through_on_zarr_v2(tmp_path: Path) -> None:
     case = CASES["shuffle_deflate_3d_uint16"](tmp_path)
-    with mounted(case.path, tmp_path / "mnt", "--compressor", "zlib", "--chunks", "8,64,64") as mnt:
+    with mounted(
+        case.path, tmp_path / "mnt", "--ngff", "all", "--compressor", "zlib", "--chunks", "8,64,64"
+    ) as mnt:
         zarray = json.loads((mnt / "0" / ".zarray").read_text())
         assert zarray["filters"] == [{"id": "shuffle", "elementsize": 2}]
         assert zarray["compressor"]["id"] == "zlib"
@@ -97,7 +99,7 @@ def test_raw_and_zstd_chunks_pass_through_on_both_layouts(tmp_path: Path) -> Non
     ):
         case = CASES[name](tmp_path)
         stored = _stored_chunk(case.path, "data", offset)
-        with mounted(case.path, tmp_path / f"mnt-{name}", *options) as mnt:
+        with mounted(case.path, tmp_path / f"mnt-{name}", "--ngff", "all", *options) as mnt:
             key = "/".join(map(str, index))
             assert (mnt / "0" / key).read_bytes() == stored, name
             assert (mnt / "0" / "c" / key).read_bytes() == stored, name
@@ -110,7 +112,7 @@ def test_raw_and_zstd_chunks_pass_through_on_both_layouts(tmp_path: Path) -> Non
 
 def test_unallocated_chunks_are_the_fill_value_through_the_mount(tmp_path: Path) -> None:
     case = CASES["sparse_fill_value"](tmp_path)
-    with mounted(case.path, tmp_path / "mnt", "--chunks", "3,64,64") as mnt:
+    with mounted(case.path, tmp_path / "mnt", "--ngff", "all", "--chunks", "3,64,64") as mnt:
         assert json.loads((mnt / "0" / ".zarray").read_text())["fill_value"] == 9
         np.testing.assert_array_equal(_ts_read(mnt / "0", "zarr3"), case.levels[0])
         assert (case.levels[0][3:, 0:64, 0:64] == 9).all()

@@ -56,7 +56,7 @@ def test_zarr_and_tensorstore_read_nibabels_values_through_the_mount(
 
     path = _case(name, case_dir)
     expected = reference(path)
-    with mounted(path, tmp_path / "mnt", "--levels", "1") as mnt:
+    with mounted(path, tmp_path / "mnt", "--ngff", "all", "--levels", "1") as mnt:
         group = zarr.open_group(mnt, mode="r", zarr_format=2)
         Image.from_zarr(group)
         served = group["0"][...]
@@ -71,7 +71,7 @@ def test_zarr_and_tensorstore_read_nibabels_values_through_the_mount(
 
 def test_ngff_metadata_has_nifti_sizes_units_origin_and_header(case_dir: Path, tmp_path: Path) -> None:
     path = _case("3d_uint16_gz_translated", case_dir)
-    with mounted(path, tmp_path / "mnt", "--levels", "2") as mnt:
+    with mounted(path, tmp_path / "mnt", "--ngff", "all", "--levels", "2") as mnt:
         attributes = json.loads((mnt / ".zattrs").read_text())
         v3_attributes = json.loads((mnt / "zarr.json").read_text())["attributes"]
         validate_ngff(mnt)
@@ -109,7 +109,7 @@ def test_a_truncated_nii_gz_gives_eio_for_chunks_past_the_damage_only(case_dir: 
     data = path.read_bytes()
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(data[: len(data) // 2])
-    with mounted(broken, tmp_path / "mnt", "--chunks", "1,200,256", "--levels", "1") as mnt:
+    with mounted(broken, tmp_path / "mnt", "--ngff", "all", "--chunks", "1,200,256", "--levels", "1") as mnt:
         first = zarr.open_array(mnt / "0", mode="r", zarr_format=2)[:5]
         np.testing.assert_array_equal(first, expected[:5])
         with pytest.raises(OSError) as raised:
@@ -124,7 +124,7 @@ def test_a_truncated_nii_gives_eio_for_chunks_past_the_end_only(case_dir: Path, 
     expected = reference(path)
     broken = tmp_path / "broken.nii"
     broken.write_bytes(path.read_bytes()[: -13 * 17 * 2])
-    with mounted(broken, tmp_path / "mnt", "--chunks", "1,13,17", "--levels", "1") as mnt:
+    with mounted(broken, tmp_path / "mnt", "--ngff", "all", "--chunks", "1,13,17", "--levels", "1") as mnt:
         np.testing.assert_array_equal((mnt / "0" / "3" / "0" / "0").read_bytes(), expected[3].tobytes())
         with pytest.raises(OSError) as raised:
             (mnt / "0" / "4" / "0" / "0").read_bytes()

@@ -77,7 +77,7 @@ def _served(tmp_path: Path, *options: str) -> Iterator[tuple[Path, Path, np.ndar
     """A mounted 128x128 uint16 image in 32x32 chunks: (source, mount point, its pixels as tifffile reads)."""
     source = tmp_path / "source.tif"
     _write(source, _image(1))
-    with mounted(source, tmp_path / "mnt", "--chunks", "32,32", *options) as mnt:
+    with mounted(source, tmp_path / "mnt", "--ngff", "all", "--chunks", "32,32", *options) as mnt:
         yield source, mnt, tifffile.imread(source)
 
 

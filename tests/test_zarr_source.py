@@ -80,7 +80,7 @@ def test_mounted_store_reads_as_its_source(name: str, store_dir: Path, tmp_path:
     from ome_zarr_models.v05.image import Image as Image05
 
     made = _case(store_dir, name)
-    with mounted(made.path, tmp_path / "mnt", *_flags(made)) as mnt:
+    with mounted(made.path, tmp_path / "mnt", "--ngff", "all", *_flags(made)) as mnt:
         for zarr_format, driver in ((2, "zarr"), (3, "zarr3")):
             group = zarr.open_group(mnt, mode="r", zarr_format=zarr_format)
             (Image04 if zarr_format == 2 else Image05).from_zarr(group)
@@ -108,7 +108,7 @@ def test_served_rechunked_reencoded_and_sharded(
     name: str, flags: list[str], store_dir: Path, tmp_path: Path
 ) -> None:
     made = _case(store_dir, name)
-    with mounted(made.path, tmp_path / "mnt", *flags, *_flags(made)) as mnt:
+    with mounted(made.path, tmp_path / "mnt", "--ngff", "all", *flags, *_flags(made)) as mnt:
         for zarr_format, driver in ((2, "zarr"), (3, "zarr3")):
             if not (mnt / (".zgroup" if zarr_format == 2 else "zarr.json")).exists():
                 continue  # that layout is not served
@@ -213,7 +213,9 @@ def test_stored_chunks_pass_through_where_grid_and_codec_are_the_stored_ones(
     )
     shape = chunks.get("chunks") or chunks["chunk_grid"]["configuration"]["chunk_shape"]
     stored_bytes = (made.path / stored).read_bytes()
-    with mounted(made.path, tmp_path / "mnt", "--chunks", ",".join(map(str, shape)), *flags) as mnt:
+    with mounted(
+        made.path, tmp_path / "mnt", "--ngff", "all", "--chunks", ",".join(map(str, shape)), *flags
+    ) as mnt:
         served_bytes = (mnt / served).read_bytes()
         zarr_format = 2 if "0.4" in flags else 3
         np.testing.assert_array_equal(

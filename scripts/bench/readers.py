@@ -79,7 +79,7 @@ def core_read_all(path: Path, options: dict[str, Any] | None = None) -> tuple[in
     from zarrfs.core import open_dataset
     from zarrfs.core.options import serve_options
 
-    dataset = open_dataset(path, serve_options(**(options or {})))
+    dataset = open_dataset(path, serve_options(**{"ngff": "0.5", **(options or {})}))
     try:
         array = dataset.layouts[-1].arrays[0]
         keys = ["0/c/" + "/".join(map(str, index)) for index in np.ndindex(*array.grid)]

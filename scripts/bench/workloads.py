@@ -269,7 +269,7 @@ def _core_chunk_latency(session: Session, image: Image) -> None:
     from zarrfs.core import open_dataset
     from zarrfs.core.options import serve_options
 
-    dataset = open_dataset(image.path, serve_options(chunks=(256, 256)))
+    dataset = open_dataset(image.path, serve_options(chunks=(256, 256), ngff="0.5"))
     try:
         array = dataset.layouts[-1].arrays[0]
         rng = np.random.default_rng(42)

@@ -168,13 +168,13 @@ def _documents(
 def build_dataset(source: ImageSource, options: ServeOptions, watch: SourceWatch | None = None) -> Dataset:
     """Serve ``source``, watching its files from ``watch`` on (default: a watch started now)."""
     watch = watch or SourceWatch.of(source.watched_files())
-    # Every read of the source's files goes through the watch: no chunk holds a byte of a changed file.
-    source = WatchedSource(source, watch)
     info = source.info
     if options.pixel_sizes:
         # The user's sizes replace the source's, for everything served and described from here on.
         info = dataclasses.replace(info, physical_sizes={**info.physical_sizes, **options.pixel_sizes})
         source.info = info
+    # Every read of the source's files goes through the watch: no chunk holds a byte of a changed file.
+    watched = WatchedSource(source, watch)
     compressor = make_compressor(options.compressor, options.clevel)
     chunk_share = chunk_cache_bytes(options.cache_bytes)
     # The levels are built on the whole chunk share; once their sizes are known, the coarse ones get a cache
@@ -187,7 +187,7 @@ def build_dataset(source: ImageSource, options: ServeOptions, watch: SourceWatch
         chunks = resolve_chunks(
             info.axes, stored, info.dtype.itemsize, options.chunks, default_chunk_limit(chunk_share)
         )
-        levels.append(StoredLevel(source, index, chunks, cache, fanout))
+        levels.append(StoredLevel(watched, index, chunks, cache, fanout))
     # Computed levels have their parent's chunks or smaller ones.
     largest_chunk = max(math.prod(level.chunks) for level in levels) * info.dtype.itemsize
     check_cache_room(largest_chunk, options.cache_bytes, chunk_cache_bytes, options.chunks is not None)
@@ -201,8 +201,8 @@ def build_dataset(source: ImageSource, options: ServeOptions, watch: SourceWatch
     coarse_cache = new_cache(coarse_bytes)
     for level in levels:
         level.cache = coarse_cache if level in coarse else cache
-    layouts = [_build_layout(FORMATS[ngff], source, levels, compressor, options) for ngff in options.ngff]
-    windows = display_windows(source)
+    layouts = [_build_layout(FORMATS[ngff], watched, levels, compressor, options) for ngff in options.ngff]
+    windows = display_windows(watched)
     documents: dict[str, bytes] = {}
     arrays: dict[str, dict[str, ChunkFiles]] = {}
     for layout in layouts:
