@@ -132,8 +132,8 @@ def _timeout_flag(answer: str) -> Callable[[Callable[..., Any]], Callable[..., A
         default=60.0,
         show_default=True,
         metavar="SECONDS",
-        help=f"Answer a request that takes longer (e.g. a stuck source read) with {answer}: {MIN_TIMEOUT_S:g} "
-        f"to {MAX_TIMEOUT_S:g} (one day); there is no unlimited setting, so that no client ever hangs.",
+        help=f"Answer a request that takes longer (e.g. a stuck source read) with {answer}: "
+        f"{MIN_TIMEOUT_S:g} to {MAX_TIMEOUT_S:g} (one day); there is no unlimited setting, so that no client ever hangs.",
     )
 
 
@@ -203,15 +203,32 @@ def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[st
 @main.command()
 @click.argument("source", type=click.Path(readable=False))
 @_serve_option_flags
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; 0.0.0.0 serves every network this machine is on (see --token).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
-              help="Port to listen on (0: any free port; the printed URL says which).")
-@click.option("--cors-origin", default="*", show_default=True, metavar="ORIGIN",
-              help="The web origin whose pages may read the data (Access-Control-Allow-Origin).")
-@click.option("--token", metavar="TOKEN",
-              help="Refuse requests (401) that do not carry this token (?token=, an Authorization: token "
-                   "header, or the cookie the index page sets); 'auto' makes a random one. Never logged.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 serves every network this machine is on (see --token).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on (0: any free port; the printed URL says which).",
+)
+@click.option(
+    "--cors-origin",
+    default="*",
+    show_default=True,
+    metavar="ORIGIN",
+    help="The web origin whose pages may read the data (Access-Control-Allow-Origin).",
+)
+@click.option(
+    "--token",
+    metavar="TOKEN",
+    help="Refuse requests (401) that do not carry this token (?token=, an Authorization: token "
+    "header, or the cookie the index page sets); 'auto' makes a random one. Never logged.",
+)
 @_timeout_flag("504 Gateway Timeout")
 @_fail_cleanly
 def serve(source: str, host: str, port: int, cors_origin: str, token: str | None, request_timeout: float,

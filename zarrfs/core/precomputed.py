@@ -22,7 +22,9 @@ from zarrfs.units import meters
 # Data types the format defines (little-endian); others (float64, bool, complex) have no precomputed form.
 DATA_TYPES = frozenset({"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32"})
 INFO = "info"
-_CHUNK_KEY = re.compile(r"(0|[1-9][0-9]{0,18})-([1-9][0-9]{0,18})" + r"_(0|[1-9][0-9]{0,18})-([1-9][0-9]{0,18})" * 2)
+_CHUNK_KEY = re.compile(
+    r"(0|[1-9][0-9]{0,18})-([1-9][0-9]{0,18})" + r"_(0|[1-9][0-9]{0,18})-([1-9][0-9]{0,18})" * 2
+)
 SPATIAL = "xyz"
 
 

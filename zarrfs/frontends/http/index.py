@@ -65,8 +65,9 @@ class Index:
         page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>zarrfs: {html.escape(about["source"])}</title></head>
 <body><h1>{html.escape(about["source"])}</h1>
-<p>Served by zarrfs as OME-Zarr: axes {html.escape(about["axes"])}, data type {html.escape(about["dtype"])}.</p>
-<h2>Arrays</h2><table border="1"><tr><th>NGFF</th><th>Zarr</th><th>level</th><th>shape</th><th>chunks</th></tr>
+<p>Served by zarrfs as OME-Zarr: axes {html.escape(about["axes"])}, data type {html.escape(about["dtype"])}.
+</p><h2>Arrays</h2><table border="1">
+<tr><th>NGFF</th><th>Zarr</th><th>level</th><th>shape</th><th>chunks</th></tr>
 {rows}</table>
 <h2>Open in a viewer</h2><table border="1"><tr><th>viewer</th><th>source</th></tr>
 {viewers}</table></body></html>

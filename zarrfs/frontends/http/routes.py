@@ -33,6 +33,8 @@ METHODS = "GET, HEAD, OPTIONS"
 CHUNK_CACHE_CONTROL = "max-age=86400"
 DOCUMENT_CACHE_CONTROL = "max-age=60"
 PREFLIGHT_MAX_AGE_S = 86400
+# What browsers let a page read of a response (range reads need Content-Range and Content-Length).
+EXPOSED_HEADERS = "Content-Range, Content-Length, Content-Encoding, ETag, Accept-Ranges"
 TOKEN_COOKIE = "zarrfs_token"
 
 
@@ -77,7 +79,7 @@ class Site:
         self.index = page
         self._cors = {
             "Access-Control-Allow-Origin": access.cors_origin,
-            "Access-Control-Expose-Headers": "Content-Range, Content-Length, Content-Encoding, ETag, Accept-Ranges",
+            "Access-Control-Expose-Headers": EXPOSED_HEADERS,
         }
         if access.cors_origin != "*":
             self._cors["Vary"] = "Origin"
@@ -120,7 +122,10 @@ class Site:
         if expected is None:
             return True
         scheme, _, credential = headers.get("Authorization", "").partition(" ")
-        offered = [query_value(target, "token") or "", credential if scheme.lower() in ("token", "bearer") else ""]
+        offered = [
+            query_value(target, "token") or "",
+            credential if scheme.lower() in ("token", "bearer") else "",
+        ]
         for cookie in headers.get("Cookie", "").split(";"):
             name, _, value = cookie.strip().partition("=")
             if name == TOKEN_COOKIE:

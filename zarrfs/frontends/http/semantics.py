@@ -21,7 +21,7 @@ class RangeNotSatisfiable(Exception):
 
 @dataclass(frozen=True)
 class ByteRange:
-    """``bytes=a-b`` (``last`` included), ``bytes=a-`` (last None) or ``bytes=-n`` (a suffix: ``first`` None)."""
+    """``bytes=a-b`` (``last`` included), ``bytes=a-`` (``last`` None) or ``bytes=-n`` (``first`` None)."""
 
     first: int | None
     last: int | None

@@ -108,9 +108,7 @@ async def _listen(site: Site, spec: HttpSpec, announce: Callable[[str], None]) -
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        tcp = web.TCPSite(
-            runner, spec.host, spec.port, backlog=BACKLOG, shutdown_timeout=SHUTDOWN_TIMEOUT_S
-        )
+        tcp = web.TCPSite(runner, spec.host, spec.port, backlog=BACKLOG, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         try:
             await tcp.start()
         except OSError as error:  # the port is taken, the host is not ours, or no such host
