@@ -133,7 +133,8 @@ def _timeout_flag(answer: str) -> Callable[[Callable[..., Any]], Callable[..., A
         show_default=True,
         metavar="SECONDS",
         help=f"Answer a request that takes longer (e.g. a stuck source read) with {answer}: "
-        f"{MIN_TIMEOUT_S:g} to {MAX_TIMEOUT_S:g} (one day); there is no unlimited setting, so that no client ever hangs.",
+        f"{MIN_TIMEOUT_S:g} to {MAX_TIMEOUT_S:g} (one day); there is no unlimited setting, so that no client "
+        "ever hangs.",
     )
 
 

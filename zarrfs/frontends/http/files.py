@@ -39,7 +39,7 @@ class ServedFiles:
     def fetch(
         self, path: str, byte_range: ByteRange | None, with_body: bool, blocking: bool = True
     ) -> tuple[int, tuple[int, int], FileBytes]:
-        """The file's size, the ``[start, stop)`` bytes to send, and those bytes (none unless ``with_body``)."""
+        """The file's size, the ``[start, stop)`` bytes to send, and those bytes (if ``with_body``)."""
         inner = self._precomputed_path(path)
         if inner is not None and self.precomputed is not None:
             size = self.precomputed.size(inner)
