@@ -26,19 +26,28 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Tools tests use as root (setpriv and unshare from util-linux, mount): installed automatically when run as root.
-# Where they are missing, those tests fail rather than skip (tests/mounting.py).
-TEST_TOOLS := setpriv unshare mount
+# Tools tests use as root (setpriv and unshare from util-linux, mount; chromium, node and npm for the HTTP
+# front end's browser and JavaScript client tests): installed automatically when run as root. Where they are
+# missing, those tests fail rather than skip (tests/mounting.py, tests/devtools.py, tests/node_clients.py).
+TEST_TOOLS := setpriv unshare mount chromium node npm
+TEST_PACKAGES := util-linux mount chromium nodejs npm
+# The npm packages of tests/js (zarrita), installed once into a cache that outlives test runs.
+NODE_CACHE ?= $(HOME)/.cache/zarrfs-tests/node
 test-deps:
 	@missing=; for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing util-linux and mount (for:$$missing)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux mount >/dev/null; \
+	    echo "installing $(TEST_PACKAGES) (for:$$missing)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; \
 	  else \
-	    echo "tests need$$missing: install util-linux and mount (e.g. sudo apt-get install util-linux mount)"; \
+	    echo "tests need$$missing: install $(TEST_PACKAGES) (e.g. sudo apt-get install $(TEST_PACKAGES))"; \
 	    exit 1; \
 	  fi; \
+	fi
+	@mkdir -p $(NODE_CACHE)
+	@if ! cmp -s tests/js/package.json $(NODE_CACHE)/package.json || [ ! -d $(NODE_CACHE)/node_modules ]; then \
+	  cp tests/js/package.json $(NODE_CACHE)/package.json && \
+	  (cd $(NODE_CACHE) && npm install --no-audit --no-fund --loglevel=error); \
 	fi
 
 demo: setup
