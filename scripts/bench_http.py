@@ -10,6 +10,7 @@ through a FUSE mount. Needs wrk and nginx (Debian packages) and root for the mou
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -92,11 +93,10 @@ http {{ access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
 
 
 def tensorstore_seconds(kvstore: dict[str, str]) -> float:
-    import json
-
     code = (
         "import sys, time, json, tensorstore as ts; spec = json.loads(sys.argv[1]); "
-        "start = time.perf_counter(); ts.open({'driver': 'zarr', 'kvstore': spec}, read=True).result().read().result(); "
+        "start = time.perf_counter(); "
+        "ts.open({'driver': 'zarr', 'kvstore': spec}, read=True).result().read().result(); "
         "print(time.perf_counter() - start)"
     )
     out = subprocess.run([sys.executable, "-c", code, json.dumps(kvstore)], capture_output=True, text=True)
