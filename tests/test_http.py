@@ -262,3 +262,14 @@ def test_it_stops_cleanly_on_a_signal(image: tuple[Path, np.ndarray], signum: in
         server.process.send_signal(signum)
         assert server.process.wait(timeout=15) == 0
         assert server.process.stdout is not None and server.process.stdout.read() == ""
+
+
+def test_the_same_source_can_be_mounted_and_served_at_once(
+    image: tuple[Path, np.ndarray], served: Served, tmp_path: Path
+) -> None:
+    from mounting import mounted
+
+    with mounted(image[0], tmp_path / "mnt", "--chunks", f"{CHUNK},{CHUNK}", "--levels", "2") as mnt:
+        assert (mnt / "0" / "1" / "0").read_bytes() == _chunk(image[1], 1, 0)
+        assert served.request("GET", "/0/1/0")[2] == _chunk(image[1], 1, 0)
+        assert (mnt / ".zattrs").read_bytes() == served.request("GET", "/.zattrs")[2]
