@@ -249,12 +249,15 @@ def test_a_taken_port_or_bad_host_is_one_line_and_non_zero(
     taken = _serve_command(str(image[0]), "--port", str(served.port))
     assert taken.returncode == 1
     assert (
-        taken.stderr.startswith("zarrfs: error: cannot listen on 127.0.0.1:")
+        taken.stderr == f"zarrfs: error: cannot listen on 127.0.0.1:{served.port}: Address already in use\n"
         and taken.stderr.count("\n") == 1
     )
     bad = _serve_command(str(image[0]), "--host", "no-such-host.invalid")
     assert bad.returncode == 1 and bad.stderr.startswith("zarrfs: error: cannot listen on no-such-host")
     assert bad.stderr.count("\n") == 1
+    foreign = _serve_command(str(image[0]), "--host", "192.0.2.1")  # an address of no interface here
+    assert foreign.returncode == 1
+    assert foreign.stderr == "zarrfs: error: cannot listen on 192.0.2.1:8000: Cannot assign requested address\n"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -112,7 +112,7 @@ async def _listen(site: Site, spec: HttpSpec, announce: Callable[[str], None]) -
         try:
             await tcp.start()
         except OSError as error:  # the port is taken, the host is not ours, or no such host
-            reason = error.strerror or str(error)
+            reason = os.strerror(error.errno) if error.errno else str(error)
             raise ZarrfsError(f"cannot listen on {spec.host}:{spec.port}: {reason}") from None
         port = _bound_port(runner, spec.port)
         announce(url_of(spec.host, port, spec.token))
