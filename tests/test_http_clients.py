@@ -76,3 +76,25 @@ def test_ome_zarr_reader_opens_the_url_and_the_documents_validate(case_dir: Path
     with serving(case.path, "--ngff", "0.5") as server:
         base = f"http://{server.host}:{server.port}/"
         ImageAttrsV05.model_validate(_fetch_json(base + "zarr.json")["attributes"]["ome"])
+
+
+def test_precomputed_chunks_of_a_5d_image_assemble_to_its_first_time_point(case_dir: Path) -> None:
+    """Neuroglancer's raw chunks hold x fastest, then y, z and the channel; a time series shows t = 0."""
+    case = CASES["ome_5d_xyczt"](case_dir)
+    t, c, z, y, x = case.expected.shape
+    with serving(case.path, "--chunks", "1,1,2,16,16") as server:
+        base = f"http://{server.host}:{server.port}/precomputed/"
+        info = _fetch_json(base + "info")
+        assert info["num_channels"] == c and info["data_type"] == str(case.expected.dtype)
+        scale = info["scales"][0]
+        assert scale["size"] == [x, y, z] and scale["chunk_sizes"] == [[16, 16, 2]]
+        assembled = np.zeros((c, z, y, x), case.expected.dtype)
+        for z0 in range(0, z, 2):
+            for y0 in range(0, y, 16):
+                for x0 in range(0, x, 16):
+                    z1, y1, x1 = min(z0 + 2, z), min(y0 + 16, y), min(x0 + 16, x)
+                    key = f"{scale['key']}/{x0}-{x1}_{y0}-{y1}_{z0}-{z1}"
+                    with urllib.request.urlopen(base + key, timeout=30) as response:
+                        data = np.frombuffer(response.read(), case.expected.dtype.newbyteorder("<"))
+                    assembled[:, z0:z1, y0:y1, x0:x1] = data.reshape(c, z1 - z0, y1 - y0, x1 - x0)
+    np.testing.assert_array_equal(assembled, case.expected[0])
