@@ -174,6 +174,7 @@ def test_precomputed_info_and_chunks_hold_the_source_pixels(
         "/precomputed/0/512-768_256-512_0-1",
         "/precomputed/0/1-257_0-256_0-1",
         "/precomputed/9/info",
+        "/precomputed/jpeg/info",  # JPEG holds uint8 only
     ):
         assert served.request("GET", path)[0] == 404, path
 

@@ -81,7 +81,7 @@ def test_ome_zarr_reader_opens_the_url_and_the_documents_validate(case_dir: Path
 def test_precomputed_chunks_of_a_5d_image_assemble_to_its_first_time_point(case_dir: Path) -> None:
     """Neuroglancer's raw chunks hold x fastest, then y, z and the channel; a time series shows t = 0."""
     case = CASES["ome_5d_xyczt"](case_dir)
-    t, c, z, y, x = case.expected.shape
+    _, c, z, y, x = case.expected.shape
     with serving(case.path, "--chunks", "1,1,2,16,16") as server:
         base = f"http://{server.host}:{server.port}/precomputed/"
         info = _fetch_json(base + "info")

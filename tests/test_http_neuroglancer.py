@@ -9,6 +9,7 @@ import http.server
 import json
 import threading
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,16 +107,17 @@ def _best_correlation(rendered: np.ndarray, expected: np.ndarray) -> float:
 # Neuroglancer's zarr:// refuses a directory with both Zarr v2 and v3 metadata ("Both zarr v2 and v3 metadata
 # found"): with both layouts served, zarr2:// or zarr3:// picks one.
 @pytest.mark.parametrize(
-    ("kind", "scheme", "options"),
+    ("kind", "source", "options"),
     [
-        ("zarr", "zarr://", ("--ngff", "0.5")),
-        ("zarr2", "zarr2://", ()),
-        ("precomputed", "precomputed://", ()),
+        ("zarr", "zarr://{base}", ("--ngff", "0.5")),
+        ("zarr2", "zarr2://{base}", ()),
+        ("precomputed", "precomputed://{base}precomputed", ()),
+        ("precomputed-jpeg", "precomputed://{base}precomputed/jpeg", ()),
     ],
 )
 def test_neuroglancer_in_chromium_renders_the_served_image(
     kind: str,
-    scheme: str,
+    source: str,
     options: tuple[str, ...],
     viewer: str,
     image: tuple[Path, np.ndarray],
@@ -124,7 +126,7 @@ def test_neuroglancer_in_chromium_renders_the_served_image(
     path, pixels = image
     with serving(path, *options) as server, chromium(WIDTH, HEIGHT) as open_page:
         base = f"http://{server.host}:{server.port}/"
-        source = scheme + base + ("precomputed" if kind == "precomputed" else "")
+        source = source.format(base=base)
         fragment = urllib.parse.quote(json.dumps(_state(source)), safe="")
         page = open_page(f"{viewer}#!{fragment}")
         page.wait_until("!!(window.viewer && window.viewer.isReady())", timeout=40)
@@ -141,3 +143,17 @@ def test_neuroglancer_in_chromium_renders_the_served_image(
     assert correlation > 0.9, (
         f"the render does not show the image (correlation {correlation:.2f}); see {tmp_path}"
     )
+
+
+def test_precomputed_jpeg_chunks_decode_close_to_the_source(image: tuple[Path, np.ndarray]) -> None:
+    path, pixels = image
+    with serving(path, "--chunks", "128,128") as server:
+        base = f"http://{server.host}:{server.port}/precomputed/jpeg/"
+        with urllib.request.urlopen(base + "info", timeout=30) as response:
+            info = json.load(response)
+        assert info["scales"][0]["encoding"] == "jpeg" and info["data_type"] == "uint8"
+        with urllib.request.urlopen(base + "0/384-512_256-384_0-1", timeout=30) as response:
+            decoded = imagecodecs.jpeg8_decode(response.read())
+    expected = pixels[256:384, 384:512]
+    assert decoded.shape == expected.shape
+    assert np.abs(decoded.astype(int) - expected).mean() < 2  # lossy, but close

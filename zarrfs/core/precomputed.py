@@ -2,7 +2,9 @@
 
 Neuroglancer reads ``info`` (one JSON document: data type, channels and one scale per level) and chunk files
 ``<scale key>/<x0>-<x1>_<y0>-<y1>_<z0>-<z1>`` holding the voxels of that box in ``raw`` encoding: x varies
-fastest, then y, z and the channel, little-endian. Each scale is one level with the level's own chunk shape
+fastest, then y, z and the channel, little-endian; or, for uint8 images of one or three channels, in ``jpeg``
+encoding (lossy, several times smaller: a JPEG as wide as the chunk and as high as its y times z extent, the
+channels as grey or RGB). Each scale is one level with the level's own chunk shape
 in x, y and z, so a precomputed chunk is assembled from the level's cached chunks (all channels of them) and
 never decodes source data twice. The format has no time axis: a time series is served at its first point.
 """
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Literal
 
+import imagecodecs
 import numpy as np
 
 from zarrfs.core.levels import PixelLevel
@@ -22,6 +26,8 @@ from zarrfs.units import meters
 # Data types the format defines (little-endian); others (float64, bool, complex) have no precomputed form.
 DATA_TYPES = frozenset({"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32"})
 INFO = "info"
+Encoding = Literal["raw", "jpeg"]
+JPEG_QUALITY = 90
 _CHUNK_KEY = re.compile(
     r"(0|[1-9][0-9]{0,18})-([1-9][0-9]{0,18})" + r"_(0|[1-9][0-9]{0,18})-([1-9][0-9]{0,18})" * 2
 )
@@ -44,8 +50,9 @@ class PrecomputedVolume:
     raises WouldBlock unless every level chunk the file needs is cached, and unknown paths raise
     FileNotFoundError."""
 
-    def __init__(self, info: SourceInfo, levels: list[PixelLevel]) -> None:
+    def __init__(self, info: SourceInfo, levels: list[PixelLevel], encoding: Encoding = "raw") -> None:
         self.axes = info.axes
+        self.encoding = encoding
         self.levels = {level.name: level for level in levels}
         base = [_nanometers(info, axis) for axis in SPATIAL]
         scales = []
@@ -60,7 +67,7 @@ class PrecomputedVolume:
                     ],
                     "voxel_offset": [0, 0, 0],
                     "chunk_sizes": [[self._along(level.chunks, axis, 1) for axis in SPATIAL]],
-                    "encoding": "raw",
+                    "encoding": encoding,
                 }
             )
         document = {
@@ -73,7 +80,11 @@ class PrecomputedVolume:
         self.info_document = (json.dumps(document, indent=2) + "\n").encode()
 
     @staticmethod
-    def supports(info: SourceInfo) -> bool:
+    def supports(info: SourceInfo, levels: list[PixelLevel], encoding: Encoding = "raw") -> bool:
+        """Whether the format can hold the image in ``encoding``."""
+        if encoding == "jpeg":
+            channels = levels[0].shape[info.axes.index("c")] if "c" in info.axes else 1
+            return info.dtype == np.uint8 and channels in (1, 3)
         return str(info.dtype.newbyteorder("=")) in DATA_TYPES
 
     def _along(self, values: tuple[int, ...] | tuple[float, ...], axis: str, absent: float) -> float:
@@ -108,13 +119,6 @@ class PrecomputedVolume:
         except FileNotFoundError:
             return 0
 
-    def size(self, path: str) -> int:
-        """The exact size of the file at ``path``, known without reading it."""
-        if path == INFO:
-            return len(self.info_document)
-        level, region = self._region(path)
-        return int(np.prod([part.stop - part.start for part in region])) * level.dtype.itemsize
-
     def read_file(self, path: str, blocking: bool = True) -> bytes:
         if path == INFO:
             return self.info_document
@@ -128,6 +132,12 @@ class PrecomputedVolume:
         for axis in "cz":
             if axis not in self.axes:
                 pixels = pixels[np.newaxis] if axis == "c" else pixels[:, np.newaxis]
+        if self.encoding == "jpeg":
+            channels, depth, height, width = pixels.shape
+            image = pixels.transpose(1, 2, 3, 0).reshape(depth * height, width, channels)
+            return bytes(
+                imagecodecs.jpeg8_encode(image if channels == 3 else image[..., 0], level=JPEG_QUALITY)
+            )
         return np.ascontiguousarray(pixels).tobytes()
 
     @staticmethod

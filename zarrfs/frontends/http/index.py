@@ -7,13 +7,12 @@ import json
 from typing import Any
 
 from zarrfs.core.dataset import Dataset
-from zarrfs.frontends.http.files import PRECOMPUTED
 
 VIZARR = "https://hms-dbmi.github.io/vizarr/?source="
 
 
 class Index:
-    def __init__(self, dataset: Dataset, precomputed: bool) -> None:
+    def __init__(self, dataset: Dataset, precomputed: list[str]) -> None:
         self.dataset = dataset
         self.precomputed = precomputed
 
@@ -26,8 +25,8 @@ class Index:
             )
             for layout in self.dataset.layouts
         }
-        if self.precomputed:
-            viewers["neuroglancer (precomputed)"] = f"precomputed://{base}{PRECOMPUTED}"
+        for directory in self.precomputed:
+            viewers[f"neuroglancer ({directory})"] = f"precomputed://{base}{directory}"
         viewers["vizarr"] = VIZARR + base
         return {
             "source": self.dataset.name,

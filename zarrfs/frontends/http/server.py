@@ -71,7 +71,7 @@ def serve_http(spec: HttpSpec, announce: Callable[[str], None] = print) -> None:
         site = Site(
             files,
             policy,
-            Index(dataset, files.precomputed is not None),
+            Index(dataset, sorted(files.precomputed)),
             f"{identity}\0{spec.options}",
             identity.mtime_ns / 1e9,
             Access(spec.cors_origin, spec.token),
