@@ -281,3 +281,13 @@ def test_the_same_source_can_be_mounted_and_served_at_once(
         assert (mnt / "0" / "1" / "0").read_bytes() == _chunk(image[1], 1, 0)
         assert served.request("GET", "/0/1/0")[2] == _chunk(image[1], 1, 0)
         assert (mnt / ".zattrs").read_bytes() == served.request("GET", "/.zattrs")[2]
+
+
+def test_a_cors_origin_is_sent_and_varied_on(image: tuple[Path, np.ndarray]) -> None:
+    with serving(image[0], "--cors-origin", "https://viewer.example") as server:
+        _, headers, _ = server.request("GET", "/.zattrs")
+        assert headers["access-control-allow-origin"] == "https://viewer.example"
+        assert headers["vary"] == "Accept-Encoding, Origin"
+        assert (
+            server.request("OPTIONS", "/0/0/0")[1]["access-control-allow-origin"] == "https://viewer.example"
+        )

@@ -81,12 +81,12 @@ class Site:
             "Access-Control-Allow-Origin": access.cors_origin,
             "Access-Control-Expose-Headers": EXPOSED_HEADERS,
         }
-        if access.cors_origin != "*":
-            self._cors["Vary"] = "Origin"
 
     async def respond(self, method: str, target: str, headers: Mapping[str, str]) -> Reply:
         reply = await self._respond(method, target, headers)
         reply.headers.update(self._cors)
+        if self.access.cors_origin != "*":  # an answer for one origin: caches must keep it apart
+            reply.headers["Vary"] = ", ".join(filter(None, (reply.headers.get("Vary"), "Origin")))
         if method == "HEAD":
             reply.body = b""
         elif "Content-Length" not in reply.headers and reply.status not in (204, 304):
