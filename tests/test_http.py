@@ -291,3 +291,11 @@ def test_a_cors_origin_is_sent_and_varied_on(image: tuple[Path, np.ndarray]) -> 
         assert (
             server.request("OPTIONS", "/0/0/0")[1]["access-control-allow-origin"] == "https://viewer.example"
         )
+
+
+def test_token_auto_makes_a_random_token_that_the_printed_url_carries(image: tuple[Path, np.ndarray]) -> None:
+    with serving(image[0], "--token", "auto") as first, serving(image[0], "--token", "auto") as second:
+        tokens = [server.url.partition("?token=")[2] for server in (first, second)]
+        assert len(tokens[0]) >= 24 and tokens[0] != tokens[1]
+        assert first.request("GET", "/.zgroup")[0] == 401
+        assert first.request("GET", f"/.zgroup?token={tokens[0]}")[0] == 200

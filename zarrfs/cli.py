@@ -149,6 +149,7 @@ def main() -> None:
       zarrfs info image.tif              # what a mount would show
       zarrfs mount image.tif /mnt/img    # then open /mnt/img with zarr, napari, dask, ...
       zarrfs unmount /mnt/img
+      zarrfs serve image.tif             # over HTTP, for web viewers (Neuroglancer, vizarr)
     """
 
 
