@@ -209,6 +209,7 @@ def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[st
     "--host",
     default="127.0.0.1",
     show_default=True,
+    metavar="ADDRESS",
     help="Address to listen on; 0.0.0.0 serves every network this machine is on (see --token).",
 )
 @click.option(
@@ -216,6 +217,7 @@ def mount(source: str, mountpoint: str, foreground: bool, fuse_options: tuple[st
     type=click.IntRange(0, 65535),
     default=8000,
     show_default=True,
+    metavar="N",
     help="Port to listen on (0: any free port; the printed URL says which).",
 )
 @click.option(
