@@ -30,7 +30,15 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def served(image: tuple[Path, np.ndarray]) -> Served:
+    """The default layout: NGFF 0.4 on Zarr v2 alone."""
     with serving(image[0], "--chunks", f"{CHUNK},{CHUNK}", "--levels", "2") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def served_both(image: tuple[Path, np.ndarray]) -> Served:
+    """Both layouts side by side: NGFF 0.4 on Zarr v2 and NGFF 0.5 on Zarr v3."""
+    with serving(image[0], "--chunks", f"{CHUNK},{CHUNK}", "--levels", "2", "--ngff", "all") as server:
         yield server
 
 
@@ -38,7 +46,9 @@ def _chunk(pixels: np.ndarray, i: int, j: int) -> bytes:
     return pixels[i * CHUNK : (i + 1) * CHUNK, j * CHUNK : (j + 1) * CHUNK].astype("<u2").tobytes()
 
 
-def test_chunks_documents_and_head_have_exact_lengths(served: Served, image: tuple[Path, np.ndarray]) -> None:
+def test_chunks_documents_and_head_have_exact_lengths(
+    served: Served, served_both: Served, image: tuple[Path, np.ndarray]
+) -> None:
     status, headers, body = served.request("GET", "/0/1/1")
     assert status == 200 and body == _chunk(image[1], 1, 1)
     assert headers["content-length"] == str(len(body))
@@ -50,8 +60,11 @@ def test_chunks_documents_and_head_have_exact_lengths(served: Served, image: tup
     status, headers, body = served.request("GET", "/0/.zarray")
     assert status == 200 and json.loads(body)["chunks"] == [CHUNK, CHUNK]
     assert headers["content-type"] == "application/json" and headers["cache-control"] == "max-age=60"
-    status, _, body = served.request("GET", "/0/c/0/1")  # the v3 key of the same pixels
+    for path in ("/zarr.json", "/0/zarr.json", "/0/c/0/1"):  # the default serves no Zarr v3 keys
+        assert served.request("GET", path)[0] == 404, path
+    status, _, body = served_both.request("GET", "/0/c/0/1")  # the v3 key of the same pixels
     assert status == 200 and body == _chunk(image[1], 0, 1)
+    assert served_both.request("GET", "/0/0/1")[2] == body
 
 
 @pytest.mark.parametrize(
@@ -147,11 +160,22 @@ def test_json_is_gzipped_when_accepted(served: Served) -> None:
 def test_index_is_html_for_browsers_and_json_otherwise(served: Served) -> None:
     status, headers, body = served.request("GET", "/", {"Accept": "text/html,*/*;q=0.8"})
     assert status == 200 and headers["content-type"].startswith("text/html")
-    assert b"zarr2://http://" in body and b"precomputed://http://" in body and b"vizarr" in body
+    base = f"http://{served.host}:{served.port}/"
+    assert f"zarr://{base}".encode() in body and b"zarr2://" not in body and b"zarr3://" not in body
+    assert f"precomputed://{base}precomputed".encode() in body and b"vizarr" in body
     status, headers, body = served.request("GET", "/")
     index = json.loads(body)
     assert index["source"] == "image.tif"
+    assert [(layout["ngff"], layout["zarr_format"]) for layout in index["layouts"]] == [("0.4", 2)]
     assert [array["shape"] for array in index["layouts"][0]["arrays"]] == [[600, 700], [300, 350]]
+
+
+def test_the_index_names_each_zarr_format_when_both_layouts_are_served(served_both: Served) -> None:
+    # Neuroglancer's plain zarr:// refuses a directory holding both Zarr v2 and v3 metadata.
+    base = f"http://{served_both.host}:{served_both.port}/"
+    viewers = json.loads(served_both.request("GET", "/")[2])["viewers"]
+    sources = {source.partition("://")[0] for source in viewers.values() if source.endswith(f"://{base}")}
+    assert sources == {"zarr2", "zarr3"}
 
 
 def test_oversized_request_lines_and_headers_are_refused(served: Served) -> None:
@@ -278,6 +302,7 @@ def test_the_same_source_can_be_mounted_and_served_at_once(
     from mounting import mounted
 
     with mounted(image[0], tmp_path / "mnt", "--chunks", f"{CHUNK},{CHUNK}", "--levels", "2") as mnt:
+        assert not (mnt / "zarr.json").exists()  # the same default layout as the server's
         assert (mnt / "0" / "1" / "0").read_bytes() == _chunk(image[1], 1, 0)
         assert served.request("GET", "/0/1/0")[2] == _chunk(image[1], 1, 0)
         assert (mnt / ".zattrs").read_bytes() == served.request("GET", "/.zattrs")[2]

@@ -105,12 +105,13 @@ def _best_correlation(rendered: np.ndarray, expected: np.ndarray) -> float:
 
 
 # Neuroglancer's zarr:// refuses a directory with both Zarr v2 and v3 metadata ("Both zarr v2 and v3 metadata
-# found"): with both layouts served, zarr2:// or zarr3:// picks one.
+# found"): with one layout served (the default) it reads that one; with both, zarr2:// or zarr3:// picks one.
 @pytest.mark.parametrize(
     ("kind", "source", "options"),
     [
-        ("zarr", "zarr://{base}", ("--ngff", "0.5")),
-        ("zarr2", "zarr2://{base}", ()),
+        ("zarr-v2", "zarr://{base}", ()),
+        ("zarr-v3", "zarr://{base}", ("--ngff", "0.5")),
+        ("zarr2", "zarr2://{base}", ("--ngff", "all")),
         ("precomputed", "precomputed://{base}precomputed", ()),
         ("precomputed-jpeg", "precomputed://{base}precomputed/jpeg", ()),
     ],

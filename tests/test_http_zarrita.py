@@ -23,7 +23,10 @@ def scripts() -> Path:
 @pytest.mark.parametrize(
     "name", ["ome_5d_xyczt", "uint16_tiled_zlib", "int16_strips_lzw", "float32_tiled_float_predictor"]
 )
-@pytest.mark.parametrize(("zarr_format", "options"), [("2", ()), ("3", ()), ("3", ("--shards", "2"))])
+@pytest.mark.parametrize(
+    ("zarr_format", "options"),
+    [("2", ()), ("3", ("--ngff", "0.5")), ("3", ("--ngff", "0.5", "--shards", "2"))],
+)
 def test_zarrita_reads_equal_over_http(
     name: str, zarr_format: str, options: tuple[str, ...], scripts: Path, tmp_path: Path
 ) -> None:

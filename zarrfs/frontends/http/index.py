@@ -19,11 +19,14 @@ class Index:
     def describe(self, base: str) -> dict[str, Any]:
         """The index as data; ``base`` is the server's URL as the client reached it."""
         info = self.dataset.source.info
+        # Neuroglancer's plain zarr:// refuses a directory holding both Zarr v2 and v3 metadata ("Both zarr v2
+        # and v3 metadata found"): with both layouts served, each string names its format.
+        layouts = self.dataset.layouts
         viewers = {
             f"neuroglancer (NGFF {layout.ngff}, Zarr v{layout.format.zarr_format})": (
-                f"zarr{layout.format.zarr_format}://{base}"
+                f"zarr{layout.format.zarr_format if len(layouts) > 1 else ''}://{base}"
             )
-            for layout in self.dataset.layouts
+            for layout in layouts
         }
         for directory in self.precomputed:
             viewers[f"neuroglancer ({directory})"] = f"precomputed://{base}{directory}"

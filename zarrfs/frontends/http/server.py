@@ -21,11 +21,11 @@ from aiohttp import web
 
 from zarrfs.core import ServeOptions, open_dataset
 from zarrfs.core.requests import DEFAULT_TIMEOUT_S, RequestPolicy
-from zarrfs.sources.identity import FileIdentity
 from zarrfs.errors import ZarrfsError
 from zarrfs.frontends.http.files import ServedFiles
 from zarrfs.frontends.http.index import Index
 from zarrfs.frontends.http.routes import Access, Site
+from zarrfs.sources.identity import FileIdentity
 
 log = logging.getLogger("zarrfs")
 
