@@ -26,11 +26,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Tools tests use as root (setpriv and unshare from util-linux, mount) and libvips's vips (to write a TIFF as
-# libvips does): installed automatically when run as root. Where they are missing, those tests fail rather than
-# skip (tests/mounting.py).
-TEST_TOOLS := setpriv unshare mount vips
-TEST_PACKAGES := util-linux mount libvips-tools
+# Tools tests use as root (setpriv and unshare from util-linux, mount), libvips's vips (to write a TIFF as libvips
+# does), and chromium, node and npm for the HTTP front end's browser and JavaScript client tests: installed
+# automatically when run as root. Where they are missing, those tests fail rather than skip (tests/mounting.py,
+# tests/devtools.py, tests/node_clients.py).
+TEST_TOOLS := setpriv unshare mount vips chromium node npm
+TEST_PACKAGES := util-linux mount libvips-tools chromium nodejs npm
+# The npm packages of tests/js (zarrita), installed once into a cache that outlives test runs.
+NODE_CACHE ?= $(HOME)/.cache/zarrfs-tests/node
 test-deps:
 	@missing=; for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
@@ -41,6 +44,11 @@ test-deps:
 	    echo "tests need$$missing: install $(TEST_PACKAGES) (e.g. sudo apt-get install $(TEST_PACKAGES))"; \
 	    exit 1; \
 	  fi; \
+	fi
+	@mkdir -p $(NODE_CACHE)
+	@if ! cmp -s tests/js/package.json $(NODE_CACHE)/package.json || [ ! -d $(NODE_CACHE)/node_modules ]; then \
+	  cp tests/js/package.json $(NODE_CACHE)/package.json && \
+	  (cd $(NODE_CACHE) && npm install --no-audit --no-fund --loglevel=error); \
 	fi
 
 demo: setup

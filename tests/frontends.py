@@ -1,5 +1,5 @@
-"""One way for tests to reach a source through each front end (a real FUSE mount, the in-process store; the
-HTTP server joins them), so that one test covers all of them."""
+"""One way for tests to reach a source through each front end (a real FUSE mount, the in-process store, a real
+``zarrfs serve`` on 127.0.0.1), so that one test covers all of them."""
 
 from __future__ import annotations
 
@@ -10,18 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import zarr
+from http_serving import serving
 from mounting import mounted
 
 import zarrfs
 
-FRONT_ENDS = ("mount", "store")
+FRONT_ENDS = ("mount", "store", "http")
 
 
 @dataclass
 class Served:
     """The served hierarchy as zarr-python opens it, and how tensorstore reaches it (None: it cannot)."""
 
-    store: Any  # a path or a zarr store
+    store: Any  # a path, a URL or a zarr store
     tensorstore_kvstore: dict[str, Any] | None
 
     def group(self, zarr_format: int = 2) -> zarr.Group:
@@ -59,5 +60,9 @@ def serve(front_end: str, source: Path, workdir: Path, *options: str) -> Iterato
             yield Served(store, None)
         finally:
             store.close()
+    elif front_end == "http":  # zarr-python reads the URL through fsspec, tensorstore its http kvstore
+        with serving(source, *options) as server:
+            base = f"http://{server.host}:{server.port}"
+            yield Served(base, {"driver": "http", "base_url": base, "path": ""})
     else:
         raise ValueError(f"unknown front end {front_end!r}")

@@ -19,7 +19,7 @@ import pytest
 
 TESTS = Path(__file__).parent
 DOCUMENT = TESTS.parent / "RELIABILITY.md"
-SUBCOMMANDS = ("mount", "unmount", "info")
+SUBCOMMANDS = ("mount", "unmount", "serve", "info")
 
 
 def _is_message(span: str) -> bool:

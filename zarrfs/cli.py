@@ -1,4 +1,4 @@
-"""The ``zarrfs`` command line: mount, unmount, info."""
+"""The ``zarrfs`` command line: mount, unmount, serve, info."""
 
 from __future__ import annotations
 
@@ -145,6 +145,21 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _timeout_flag(answer: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--timeout``, shared by the commands that serve; ``answer`` is what a request over it gets."""
+    return click.option(
+        "--timeout",
+        "request_timeout",
+        type=_Checked("seconds", parse_timeout),
+        default=60.0,
+        show_default=True,
+        metavar="SECONDS",
+        help=f"Answer a request that takes longer (e.g. a stuck source read) with {answer}: "
+        f"{MIN_TIMEOUT_S:g} to {MAX_TIMEOUT_S:g} (one day); there is no unlimited setting, so that no client "
+        "ever hangs.",
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="zarrfs")
 def main() -> None:
@@ -156,6 +171,7 @@ def main() -> None:
       zarrfs info image.tif              # what a mount would show
       zarrfs mount image.tif image.ome.zarr   # then open it with zarr, napari, dask, ...
       zarrfs unmount image.ome.zarr
+      zarrfs serve image.tif                  # over HTTP, for web viewers (Neuroglancer, vizarr)
     """
 
 
@@ -193,16 +209,7 @@ def _source_and_mountpoint(
     help="Daemon log (default: ~/.local/state/zarrfs/<mountpoint>.log, or $TMPDIR/zarrfs-<uid>/ without a "
     "home directory; with -f: stderr). Never the source, never inside the mount point.",
 )
-@click.option(
-    "--timeout",
-    "request_timeout",
-    type=_Checked("seconds", parse_timeout),
-    default=60.0,
-    show_default=True,
-    metavar="SECONDS",
-    help=f"Answer a request that takes longer (e.g. a stuck source read) with EIO: {MIN_TIMEOUT_S:g} to "
-    f"{MAX_TIMEOUT_S:g} (one day); there is no unlimited setting, so that no client ever hangs.",
-)
+@_timeout_flag("EIO")
 @_debug_flag("log every FUSE request (very verbose)")
 @_fail_cleanly
 def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_options: tuple[str, ...],
@@ -242,6 +249,60 @@ def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_opt
             _say("warning", note)
         if hint:
             _say("hint", hint)
+
+
+@main.command()
+@click.argument("source", type=click.Path(readable=False))
+@_serve_option_flags
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="ADDRESS",
+    help="Address to listen on; 0.0.0.0 serves every network this machine is on (see --token).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    metavar="N",
+    help="Port to listen on (0: any free port; the printed URL says which).",
+)
+@click.option(
+    "--cors-origin",
+    default="*",
+    show_default=True,
+    metavar="ORIGIN",
+    help="The web origin whose pages may read the data (Access-Control-Allow-Origin).",
+)
+@click.option(
+    "--token",
+    metavar="TOKEN",
+    help="Refuse requests (401) that do not carry this token (?token=, an Authorization: token "
+    "header, or the cookie the index page sets); 'auto' makes a random one. Never logged.",
+)
+@_timeout_flag("504 Gateway Timeout")
+@_fail_cleanly
+def serve(source: str, host: str, port: int, cors_origin: str, token: str | None, request_timeout: float,
+          **serve: Any) -> None:  # fmt: skip
+    """Serve SOURCE over HTTP as OME-Zarr (and Neuroglancer precomputed), for web viewers and remote clients.
+
+    Prints the URL once connections are accepted; runs until Ctrl-C or SIGTERM.
+    """
+    from zarrfs.frontends.http.server import HttpSpec, make_token, run
+
+    run(
+        HttpSpec(
+            source=os.path.abspath(source),
+            options=serve_options(**serve),
+            host=host,
+            port=port,
+            cors_origin=cors_origin,
+            token=make_token() if token == "auto" else token,
+            request_timeout=request_timeout,
+        )
+    )
 
 
 @main.command()

@@ -121,3 +121,23 @@ def udunits_name(unit: str | None, kind: UnitKind) -> str | None:
     if alias is not None:
         return alias
     return _full_name(unit, kind)
+
+
+# Powers of ten of the SI prefixes, by the names NGFF spells out.
+_PREFIX_EXPONENTS: dict[str, int] = {
+    "yotta": 24, "zetta": 21, "exa": 18, "peta": 15, "tera": 12, "giga": 9, "mega": 6, "kilo": 3, "hecto": 2,
+    "": 0, "deci": -1, "centi": -2, "milli": -3, "micro": -6, "nano": -9, "pico": -12, "femto": -15,
+    "atto": -18, "zepto": -21, "yocto": -24,
+}  # fmt: skip
+_OTHER_METERS = {"angstrom": 1e-10, "foot": 0.3048, "inch": 0.0254, "yard": 0.9144, "mile": 1609.344,
+                 "parsec": 3.0857e16}  # fmt: skip
+
+
+def meters(unit: str) -> float | None:
+    """How many meters one ``unit`` (a UDUNITS-2 space unit name, as ``udunits_name`` gives) is, or None."""
+    if unit in _OTHER_METERS:
+        return _OTHER_METERS[unit]
+    prefix = unit.removesuffix("meter")
+    if prefix == unit or prefix not in _PREFIX_EXPONENTS:
+        return None
+    return 10.0 ** _PREFIX_EXPONENTS[prefix]

@@ -120,12 +120,7 @@ class PixelLevel(ABC):
         that each chunk here is made once however many coarser chunks need it. Chunks not cached yet are made
         concurrently: one coarse chunk can need thousands of them, down to the stored level."""
         out = np.empty(tuple(part.stop - part.start for part in region), dtype=self.dtype)
-        first = [part.start // chunk for part, chunk in zip(region, self.chunks, strict=True)]
-        last = [(part.stop - 1) // chunk for part, chunk in zip(region, self.chunks, strict=True)]
-        indices = [
-            tuple(a + i for a, i in zip(first, offset, strict=True))
-            for offset in np.ndindex(*(b - a + 1 for a, b in zip(first, last, strict=True)))
-        ]
+        indices = self.chunks_covering(region)
         chunks = self.fanout.run([functools.partial(self.chunk_pixels, index) for index in indices])
         for chunk_index, pixels in zip(indices, chunks, strict=True):
             have = self.chunk_region(chunk_index)
@@ -140,6 +135,15 @@ class PixelLevel(ABC):
             )
             out[into_out] = pixels[into_chunk]
         return out
+
+    def chunks_covering(self, region: tuple[slice, ...]) -> list[ChunkIndex]:
+        """The indices of the chunks that hold pixels of ``region``."""
+        first = [part.start // chunk for part, chunk in zip(region, self.chunks, strict=True)]
+        last = [(part.stop - 1) // chunk for part, chunk in zip(region, self.chunks, strict=True)]
+        return [
+            tuple(a + i for a, i in zip(first, offset, strict=True))
+            for offset in np.ndindex(*(b - a + 1 for a, b in zip(first, last, strict=True)))
+        ]
 
     def cached_chunk_pixels(self, index: ChunkIndex) -> np.ndarray | None:
         """``chunk_pixels(index)`` if the cache holds it, else None: never makes the chunk."""

@@ -23,13 +23,13 @@ import math
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from zarrfs import cancellation
 from zarrfs.cancellation import CancelToken
 from zarrfs.core.levels import ChunkReadError
 from zarrfs.core.staleness import SourceChangedError
-from zarrfs.core.tree import VirtualTree, WouldBlock
+from zarrfs.core.tree import WouldBlock
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -61,6 +61,13 @@ def check_timeout(timeout: float) -> float:
     return float(timeout)
 
 
+class Paths(Protocol):
+    """What the policy needs to know of the paths it answers for: a VirtualTree, or a front end's view of
+    the tree together with other representations (the HTTP server's)."""
+
+    def computed_depth(self, path: str) -> int: ...
+
+
 class RequestPolicy:
     """Answers calls of the form ``call(path, *args, blocking=True)`` on the tree's data (``VirtualTree.stat``
     and ``read``, or a front end's own function over them), as the module docstring describes.
@@ -69,7 +76,7 @@ class RequestPolicy:
     the call raises, or RequestTimeout. Worker threads start on first use (not before a FUSE daemon forks)."""
 
     def __init__(
-        self, tree: VirtualTree, timeout: float = DEFAULT_TIMEOUT_S, workers: int = DEFAULT_WORKERS
+        self, tree: Paths, timeout: float = DEFAULT_TIMEOUT_S, workers: int = DEFAULT_WORKERS
     ) -> None:
         self.tree = tree
         self.timeout = check_timeout(timeout)

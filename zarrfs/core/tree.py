@@ -178,6 +178,10 @@ class VirtualTree:
         self._check_without_waiting()
         return Entry(size)
 
+    def is_document(self, path: str) -> bool:
+        """Whether ``path`` is a metadata document (JSON), not a chunk file or directory."""
+        return "/".join(_split(path)) in self._documents
+
     def computed_depth(self, path: str) -> int:
         """How far from the source the data at ``path`` lies: 0 for documents, directories and chunk files of
         stored levels, n for chunk files of a level computed by n reductions (PixelLevel.computed_depth)."""

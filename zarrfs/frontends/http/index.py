@@ -1,0 +1,77 @@
+"""The page at ``/``: what is served, its arrays and levels, and source strings to paste into viewers."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from zarrfs.core.dataset import Dataset
+
+VIZARR = "https://hms-dbmi.github.io/vizarr/?source="
+
+
+class Index:
+    def __init__(self, dataset: Dataset, precomputed: list[str]) -> None:
+        self.dataset = dataset
+        self.precomputed = precomputed
+
+    def describe(self, base: str) -> dict[str, Any]:
+        """The index as data; ``base`` is the server's URL as the client reached it."""
+        info = self.dataset.source.info
+        # Neuroglancer's plain zarr:// refuses a directory holding both Zarr v2 and v3 metadata ("Both zarr v2
+        # and v3 metadata found"): with both layouts served, each string names its format.
+        layouts = self.dataset.layouts
+        viewers = {
+            f"neuroglancer (NGFF {layout.ngff}, Zarr v{layout.format.zarr_format})": (
+                f"zarr{layout.format.zarr_format if len(layouts) > 1 else ''}://{base}"
+            )
+            for layout in layouts
+        }
+        for directory in self.precomputed:
+            viewers[f"neuroglancer ({directory})"] = f"precomputed://{base}{directory}"
+        viewers["vizarr"] = VIZARR + base
+        return {
+            "source": self.dataset.name,
+            "axes": info.axes,
+            "dtype": str(info.dtype),
+            "layouts": [
+                {
+                    "ngff": layout.ngff,
+                    "zarr_format": layout.format.zarr_format,
+                    "arrays": [
+                        {"path": array.level.name, "shape": list(array.shape), "chunks": list(array.chunks)}
+                        for array in layout.arrays
+                    ],
+                }
+                for layout in self.dataset.layouts
+            ],
+            "viewers": viewers,
+        }
+
+    def json(self, base: str) -> bytes:
+        return (json.dumps(self.describe(base), indent=2) + "\n").encode()
+
+    def html(self, base: str) -> bytes:
+        about = self.describe(base)
+        rows = "".join(
+            f"<tr><td>{layout['ngff']}</td><td>v{layout['zarr_format']}</td><td>{html.escape(array['path'])}"
+            f"</td><td>{array['shape']}</td><td>{array['chunks']}</td></tr>"
+            for layout in about["layouts"]
+            for array in layout["arrays"]
+        )
+        viewers = "".join(
+            f"<tr><td>{html.escape(name)}</td><td><code>{html.escape(source)}</code></td></tr>"
+            for name, source in about["viewers"].items()
+        )
+        page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>zarrfs: {html.escape(about["source"])}</title></head>
+<body><h1>{html.escape(about["source"])}</h1>
+<p>Served by zarrfs as OME-Zarr: axes {html.escape(about["axes"])}, data type {html.escape(about["dtype"])}.
+</p><h2>Arrays</h2><table border="1">
+<tr><th>NGFF</th><th>Zarr</th><th>level</th><th>shape</th><th>chunks</th></tr>
+{rows}</table>
+<h2>Open in a viewer</h2><table border="1"><tr><th>viewer</th><th>source</th></tr>
+{viewers}</table></body></html>
+"""
+        return page.encode()
