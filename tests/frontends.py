@@ -55,7 +55,7 @@ def serve(front_end: str, source: Path, workdir: Path, *options: str) -> Iterato
         for name in ("series", "levels"):
             if name in keywords:
                 keywords[name] = int(keywords[name])
-        store = zarrfs.open_store(source, **keywords)
+        store = zarrfs.open_store(str(source), **keywords)  # a str: a glob pattern stays one
         try:
             yield Served(store, None)
         finally:

@@ -58,3 +58,55 @@ def test_every_case_reads_back_equal(front_end: str, name: str, case_dir: Path, 
                 np.testing.assert_allclose(array, expected, rtol=2e-3 if expected.itemsize == 2 else 1e-6)
             else:
                 np.testing.assert_array_equal(array, expected, err_msg=f"level {index}")
+
+
+def _hdf5(directory: Path) -> tuple[Path, np.ndarray, list[str]]:
+    import hdf5_cases
+
+    case = hdf5_cases.CASES["shuffle_deflate_3d_uint16"](directory)
+    return case.path, case.levels[0], []
+
+
+def _nifti(directory: Path) -> tuple[Path, np.ndarray, list[str]]:
+    import nifti_cases
+
+    path = nifti_cases.CASES["3d_uint16_gz_translated"](directory)
+    return path, nifti_cases.reference(path), []
+
+
+def _zarr(directory: Path) -> tuple[Path, np.ndarray, list[str]]:
+    import zarr_cases
+
+    case = zarr_cases.CASES["v3_zstd_named"](directory)
+    flags = [part for name, value in case.options.items() for part in (f"--{name}", str(value))]
+    return case.path, case.levels[0], flags
+
+
+def _sequence(directory: Path) -> tuple[Path, np.ndarray, list[str]]:
+    planes = [np.random.default_rng(seed).integers(0, 4000, (70, 90), dtype=np.uint16) for seed in range(5)]
+    for index, plane in enumerate(planes):
+        tifffile.imwrite(directory / f"section_{index + 1}.tif", plane, tile=(32, 32), compression="zlib")
+    return directory / "section_*.tif", np.stack(planes), []
+
+
+FORMATS = {"hdf5": _hdf5, "nifti": _nifti, "zarr": _zarr, "sequence": _sequence}
+
+
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
+@pytest.mark.parametrize("source_format", sorted(FORMATS))
+def test_one_case_of_each_format_reads_back_equal(front_end: str, source_format: str, tmp_path: Path) -> None:
+    """Every reader behind every front end: level 0 equals the format's own reader, level 1 its 2x2 mean."""
+    from ome_zarr_models.v04.image import Image
+
+    directory = tmp_path / "source"
+    directory.mkdir()
+    source, expected, flags = FORMATS[source_format](directory)
+    with serve(front_end, source, tmp_path, "--levels", "2", *flags) as served:
+        group = served.group(zarr_format=2)
+        Image.from_zarr(group)
+        np.testing.assert_array_equal(group["0"][...], expected)
+        level_1 = group["1"][...]
+        halved = tuple(
+            2 if now < before else 1 for now, before in zip(level_1.shape, expected.shape, strict=True)
+        )
+        np.testing.assert_array_equal(level_1, block_reduce(expected, halved, "mean"))

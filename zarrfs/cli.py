@@ -252,7 +252,7 @@ def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_opt
 
 
 @main.command()
-@click.argument("source", type=click.Path(readable=False))
+@click.argument("source", type=click.Path(readable=False), required=False)
 @_serve_option_flags
 @click.option(
     "--host",
@@ -284,17 +284,19 @@ def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_opt
 )
 @_timeout_flag("504 Gateway Timeout")
 @_fail_cleanly
-def serve(source: str, host: str, port: int, cors_origin: str, token: str | None, request_timeout: float,
-          **serve: Any) -> None:  # fmt: skip
+def serve(source: str | None, host: str, port: int, cors_origin: str, token: str | None,
+          request_timeout: float, **serve: Any) -> None:  # fmt: skip
     """Serve SOURCE over HTTP as OME-Zarr (and Neuroglancer precomputed), for web viewers and remote clients.
 
     Prints the URL once connections are accepted; runs until Ctrl-C or SIGTERM.
     """
     from zarrfs.frontends.http.server import HttpSpec, make_token, run
 
+    if (source is None) == (serve["sequence_list"] is None):
+        raise ZarrfsError("give either SOURCE or --sequence-list FILE")
     run(
         HttpSpec(
-            source=os.path.abspath(source),
+            source=os.path.abspath(source or serve["sequence_list"]),
             options=serve_options(**serve),
             host=host,
             port=port,

@@ -66,15 +66,16 @@ def serve_http(spec: HttpSpec, announce: Callable[[str], None] = print) -> None:
     ZarrfsError for a source that cannot be served or an address that cannot be listened on."""
     dataset = open_dataset(spec.source, spec.options)
     try:
-        identity = FileIdentity.of(spec.source)
+        # The ETags of everything served name the identity of every file the source reads.
+        identities = [FileIdentity.of(path) for path in dataset.source.files()]
         files = ServedFiles(dataset)
         policy = RequestPolicy(files, spec.request_timeout)
         site = Site(
             files,
             policy,
             Index(dataset, sorted(files.precomputed)),
-            f"{identity}\0{spec.options}",
-            identity.mtime_ns / 1e9,
+            f"{identities}\0{spec.options}",
+            max(identity.mtime_ns for identity in identities) / 1e9,
             Access(spec.cors_origin, spec.token),
         )
         try:
