@@ -50,7 +50,7 @@ mount's files), workloads, targets and misses (goals, reasons for misses, profil
 # What a run costs, stated once: --help prints it, and README.md and the Makefile quote it word for word
 # (tests/test_bench.py checks that they do).
 COST = (
-    "full run ~15-20 min (plus ~4 min to generate the images the first time) and ~8 GB free disk in "
-    "--workdir; --quick ~5-10 min and ~0.5 GB (longer on a busy machine: each timed read first waits up to "
+    "full run ~20-27 min (plus ~6 min to generate the images the first time) and ~11 GB free disk in "
+    "--workdir; --quick ~8-14 min and ~0.7 GB (longer on a busy machine: each timed read first waits up to "
     "20 s for quiet)"
 )
