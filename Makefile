@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps test-deps demo test lint bench clean
+.PHONY: setup system-deps test-deps bench-deps demo test lint bench clean
 
 setup: system-deps $(STAMP)
 
@@ -27,24 +27,34 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Tools tests use as root (setpriv and unshare from util-linux, mount), libvips's vips (to write a TIFF as libvips
-# does), and chromium, node and npm for the HTTP front end's browser and JavaScript client tests: installed
+# does), chromium, node and npm for the HTTP front end's browser and JavaScript client tests, and the bench's
+# HTTP load generator and reference server (wrk, nginx; tests/test_bench.py runs the bench): installed
 # automatically when run as root. Where they are missing, those tests fail rather than skip (tests/mounting.py,
-# tests/devtools.py, tests/node_clients.py).
-TEST_TOOLS := setpriv unshare mount vips chromium node npm
-TEST_PACKAGES := util-linux mount libvips-tools chromium nodejs npm
+# tests/devtools.py, tests/node_clients.py, scripts/bench/servers.py).
+
+# $(call require_tools,TOOLS,PACKAGES,WHO NEED): when a tool is missing, install the packages as root, else say
+# which to install and fail. (nginx lives in /usr/sbin, which other users may not have on their PATH.)
+define require_tools
+@missing=; for tool in $(1); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+if [ -n "$$missing" ]; then \
+  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+    echo "installing $(2) (for:$$missing)"; \
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
+  else \
+    echo "$(3)$$missing: install $(2) (e.g. sudo apt-get install $(2))"; \
+    exit 1; \
+  fi; \
+fi
+endef
+
+BENCH_TOOLS := wrk nginx
+BENCH_PACKAGES := wrk nginx-light
+TEST_TOOLS := setpriv unshare mount vips chromium node npm $(BENCH_TOOLS)
+TEST_PACKAGES := util-linux mount libvips-tools chromium nodejs npm $(BENCH_PACKAGES)
 # The npm packages of tests/js (zarrita), installed once into a cache that outlives test runs.
 NODE_CACHE ?= $(HOME)/.cache/zarrfs-tests/node
 test-deps:
-	@missing=; for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing $(TEST_PACKAGES) (for:$$missing)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; \
-	  else \
-	    echo "tests need$$missing: install $(TEST_PACKAGES) (e.g. sudo apt-get install $(TEST_PACKAGES))"; \
-	    exit 1; \
-	  fi; \
-	fi
+	$(call require_tools,$(TEST_TOOLS),$(TEST_PACKAGES),tests need)
 	@mkdir -p $(NODE_CACHE)
 	@if ! cmp -s tests/js/package.json $(NODE_CACHE)/package.json || [ ! -d $(NODE_CACHE)/node_modules ]; then \
 	  cp tests/js/package.json $(NODE_CACHE)/package.json && \
@@ -59,9 +69,13 @@ demo: setup
 test: lint test-deps
 	$(PY) -m pytest
 
+# The bench's HTTP rows need wrk and nginx (Debian packages wrk, nginx-light): installed automatically as root.
+bench-deps:
+	$(call require_tools,$(BENCH_TOOLS),$(BENCH_PACKAGES),the bench needs)
+
 # Benchmarks against the alternatives users would pick (scripts/bench/); writes BENCHMARKS.md.
-# Cost: full run ~15-20 min (plus ~4 min to generate the images the first time) and ~8 GB free disk in --workdir; --quick ~5-10 min and ~0.5 GB (longer on a busy machine: each timed read first waits up to 20 s for quiet).
-bench: setup
+# Cost: full run ~20-27 min (plus ~6 min to generate the images the first time) and ~11 GB free disk in --workdir; --quick ~8-14 min and ~0.7 GB (longer on a busy machine: each timed read first waits up to 20 s for quiet).
+bench: setup bench-deps
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m scripts.bench --output BENCHMARKS.md
 

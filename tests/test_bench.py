@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from mounting import require_fuse
 
@@ -21,7 +22,10 @@ from scripts.bench.targets import GOALS
 ROOT = Path(__file__).resolve().parent.parent
 
 # Small enough for seconds per workload; image a still reads 4x the cache, so the RSS target applies.
-TINY = Sizes("tiny", 2048, (4, 256, 512), 1024, 3, 16384, 2, "2MiB", 20, "-tiny")
+TINY = Sizes(
+    "tiny", 2048, (4, 256, 512), 1024, 3, 16384, 2, "2MiB", 20, "-tiny",
+    (8, 512, 512), "1MiB", (16, 4096, 2048), 50, 1024, 1,
+)  # fmt: skip
 
 
 def _flat(text: str) -> str:
@@ -55,8 +59,9 @@ def test_bench_runs_every_workload_on_tiny_images(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(misses, "startup_seconds", lambda: (0.1, 0.1))
     output = tmp_path / "BENCHMARKS.md"
     # Images a (2-D, computed levels, every random-access variant), c (RGB, stored levels) and d (sparse, its
-    # conversion estimated) take every path of the bench; b adds only another shape.
-    only = frozenset("acd")
+    # conversion estimated) take every TIFF path of the bench; b adds only another shape. e-l are the other
+    # formats (issue 12), w the HTTP rows against nginx (issue 13).
+    only = frozenset("acdefghijklw")
     run = Session(Settings(sizes=TINY, workdir=tmp_path / "work", only=only, repeats=1, output=output))
 
     targets = cli.run(run)
@@ -78,6 +83,18 @@ def test_bench_runs_every_workload_on_tiny_images(tmp_path: Path, monkeypatch: p
             "converted_tensorstore",
             "converted_zarr",
         }
+    # The other formats: the format's own reader first (the reference), then through the mount.
+    for image in run.images:
+        if image.format not in ("tiff", "http") and image.full_read:
+            assert list(results.fingerprints[image.key]) == [image.reference, "mount_tensorstore"]
+    assert {entry.image for entry in results.first_chunk} == set("acdefghijkl")
+    # HTTP: the same pixels over HTTP from both servers as through the mount, and wrk rows for both.
+    assert set(results.fingerprints["w"]) == {"mount_tensorstore", "http_tensorstore", "nginx_tensorstore"}
+    served = {(entry.server, entry.document) for entry in results.serving}
+    assert served == {
+        (server, document) for server in ("zarrfs", "nginx") for document in ("chunk", "metadata")
+    }
+    assert all(entry.requests_per_s > 0 and entry.nbytes > 0 for entry in results.serving)
     measured = {(row.image, row.tool) for row in results.rows}
     assert {("a", "mount_tensorstore"), ("c", "mount_tensorstore")} <= measured
     assert ("a", "local_raw_tensorstore") in measured
@@ -89,7 +106,13 @@ def test_bench_runs_every_workload_on_tiny_images(tmp_path: Path, monkeypatch: p
         key for key in GOALS if key.split(".")[1] in only and not key.endswith(".vs_conversion")
     }
     assert all(t.passed or t.explanation for t in targets)
-    for heading in ["## Images", "### 2. Random chunk files", "### 5. Daemon memory", "## Targets"]:
+    for heading in [
+        "## Images",
+        "### 2. Random chunk files",
+        "### 5. Daemon memory",
+        "### 7. HTTP",
+        "## Targets",
+    ]:
         assert heading in report
     for target in targets:
         assert f"| {target.name} | {target.image} | {target.measured} | {target.goal} |" in report
@@ -97,3 +120,6 @@ def test_bench_runs_every_workload_on_tiny_images(tmp_path: Path, monkeypatch: p
         assert row.label == TOOLS[row.tool] or row.tool == "mount_tensorstore_levels"
     with open("/proc/self/mountinfo") as mounts:
         assert str(tmp_path) not in mounts.read()
+    # No server is left running (zarrfs serve names the source, nginx its config, both under tmp_path).
+    for process in psutil.process_iter(["cmdline"]):
+        assert not any(str(tmp_path) in part for part in process.info["cmdline"] or [])

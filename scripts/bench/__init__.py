@@ -1,8 +1,8 @@
-"""Benchmark zarrfs against the tools users would pick instead, side by side in one run (issue 4).
+"""Benchmark zarrfs against the tools users would pick instead, side by side in one run (issues 4, 12, 13).
 
     python -m scripts.bench --output BENCHMARKS.md      # full run (what `make bench` does)
     python -m scripts.bench --quick                     # smoke run on small images
-    python -m scripts.bench --workdir DIR --only a,d    # images and mounts under DIR; a subset of images
+    python -m scripts.bench --workdir DIR --only a,e,w  # images and mounts under DIR; a subset of images
 
 Run from the repository root. Generated images (kept in --workdir, default ./bench-data, and reused when
 present; the directory must stay out of version control):
@@ -11,6 +11,15 @@ present; the directory must stay out of version control):
   c  slide.ome.tif   RGB uint8 slide-like pyramid, JPEG tiles, reduced levels in SubIFDs, 1.7 GiB level 0
   d  sparse.tif      BigTIFF of 50 GiB logical size: only a central block of tiles is written, the rest of the
                      tiles have offset 0 / bytecount 0, so the file is ~80 MB
+  e  volume.h5       HDF5 (h5py), 3-D uint16 chunks 1x512x512 deflate, 512 MiB
+  f  sparse.h5       HDF5 of 20 GiB logical size, only four central planes' chunks written (first chunk only)
+  g  volume.nii      NIfTI-1 (nibabel), the same volume uncompressed
+  h  volume.nii.gz   NIfTI-1 (nibabel), gzip
+  i  volume.zarr     Zarr v3 array (tensorstore), zstd
+  j  volume.n5       N5 dataset (tensorstore), gzip
+  k  sequence/       one deflate-tiled 2-D TIFF per plane, served through the glob sequence/s_*.tif
+  l  many/           2,000 small TIFF files as one sequence (mount and first chunk only)
+  w  served.tif      2-D uint16 plane, 8192x8192, for the HTTP rows
 
 Workloads (each read through the mount uses a fresh mount: zarrfs cache and kernel page cache empty, the
 source file itself in the page cache):
@@ -22,20 +31,26 @@ source file itself in the page cache):
   4  every level once, coarse to fine (viewer-style), vs level 0 alone
   5  daemon peak RSS (VmHWM) while reading an image >= 4x the cache size
   6  second pass over the same data (kernel page cache) vs first pass
+  7  the other formats (e-l): full read through the mount (tensorstore) vs the format's own reader (h5py
+     dset[...], nibabel dataobj[...], tensorstore on the store, tifffile.imread of the files), first chunk,
+     daemon peak RSS reading 4x the cache
+  8  HTTP (w): a cold full read with tensorstore over HTTP from `zarrfs serve`, from nginx over a copy of the
+     mount's tree, and through a FUSE mount; wrk (16 connections) on one warm 512 KiB chunk and on one
+     metadata document of each server. The servers listen on 127.0.0.1 and are stopped after their rows.
 
 Prints PASS/FAIL per target (scripts/bench/targets.py: GOALS) and writes the report (--output). Missed
 targets are re-run under py-spy (when installed) and the report lists where the time went. Every mount is
 unmounted (also on Ctrl-C).
 
-Modules: images and synth (the generated images), mounts (on tests/mounting.py), host (page cache, memory,
-load), readers and chunkfiles (the tools compared, the mount's files), workloads, targets and misses (goals,
-reasons for misses, profiling), report, cli.
+Modules: images, synth and formats (the generated images), mounts (on tests/mounting.py), servers
+(zarrfs serve, nginx, wrk), host (page cache, memory, load), readers and chunkfiles (the tools compared, the
+mount's files), workloads, targets and misses (goals, reasons for misses, profiling), report, cli.
 """
 
 # What a run costs, stated once: --help prints it, and README.md and the Makefile quote it word for word
 # (tests/test_bench.py checks that they do).
 COST = (
-    "full run ~15-20 min (plus ~4 min to generate the images the first time) and ~8 GB free disk in "
-    "--workdir; --quick ~5-10 min and ~0.5 GB (longer on a busy machine: each timed read first waits up to "
+    "full run ~20-27 min (plus ~6 min to generate the images the first time) and ~11 GB free disk in "
+    "--workdir; --quick ~8-14 min and ~0.7 GB (longer on a busy machine: each timed read first waits up to "
     "20 s for quiet)"
 )

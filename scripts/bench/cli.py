@@ -13,9 +13,10 @@ from pathlib import Path
 from . import COST
 from . import __doc__ as DESCRIPTION
 from .host import memory_touch_rates
-from .images import FULL, QUICK, generate
+from .images import FULL, IMAGE_KEYS, QUICK, generate
 from .mounts import on_signal, unmount_all
 from .report import ENTRY_POINT, render, summary, write_json
+from .servers import stop_all
 from .session import Session, Settings
 from .targets import Target, evaluate
 from .workloads import describe, estimate_conversions, run_image
@@ -32,7 +33,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument(
         "--workdir", type=Path, default=Path("bench-data"), help="generated images, copies, mounts, logs"
     )
-    parser.add_argument("--only", default="a,b,c,d", help="comma-separated subset of the images a,b,c,d")
+    parser.add_argument(
+        "--only", default=",".join(IMAGE_KEYS), help="comma-separated subset of the images (default: all)"
+    )
     parser.add_argument("--keep-converted", action="store_true", help="keep the converted OME-Zarr copies")
     parser.add_argument("--no-profile", action="store_true", help="do not re-run missed targets under py-spy")
     parser.add_argument(
@@ -93,11 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     atexit.register(unmount_all)
+    atexit.register(stop_all)
     started = time.perf_counter()
     session = Session(settings)
     try:
         targets = run(session)
     finally:
+        stop_all()
         unmount_all()
     total = time.perf_counter() - started
     print(summary(targets))

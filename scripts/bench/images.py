@@ -1,4 +1,6 @@
-"""The four generated images (a-d) at each run size, and writing them once into the work directory."""
+"""The generated images at each run size, and writing them once into the work directory: TIFF images a-d
+(issue 4), one image per other format zarrfs reads, e-l (issue 12), and the plane served over HTTP, w
+(issue 13)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +18,14 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from .formats import (
+    SEQUENCE_GLOB,
+    write_hdf5,
+    write_nifti,
+    write_sequence,
+    write_sparse_hdf5,
+    write_tensorstore,
+)
 from .synth import TILE, Field, plane_tiles, slide_tiles, sparse_tiles, stack_planes
 
 # Bumped when the pixels change, so that images written by an older generator are written again.
@@ -35,10 +46,24 @@ class Sizes:
     rss_cache: str  # --cache-size of the mount whose peak RSS is measured (image a must be >= 4x)
     random_chunks: int  # chunk files per random-access pass
     suffix: str  # file name suffix, so that quick and full images live side by side
+    volume: tuple[int, int, int]  # (e, g-k) z, y, x of the volume each other format stores
+    volume_cache: str  # (e, g-k) --cache-size of their reads through the mount (the volume is >= 4x)
+    sparse_volume: tuple[int, int, int]  # (f) z, y, x of the sparse HDF5 dataset
+    many_files: int  # (l) files of the sequence whose mount and first chunk are timed
+    http_plane: int  # (w) side of the plane served over HTTP
+    wrk_seconds: int  # each wrk run
 
 
-FULL = Sizes("full", 36864, (128, 2048, 2048), 24576, 6, 163840, 32, "512MiB", 400, "")
-QUICK = Sizes("quick", 8192, (16, 1024, 1024), 4096, 4, 163840, 8, "32MiB", 150, "-quick")
+# 20 GB of logical uint16 pixels, of which four 1024x1024 planes are stored.
+SPARSE_VOLUME = (80, 16384, 8192)
+FULL = Sizes(
+    "full", 36864, (128, 2048, 2048), 24576, 6, 163840, 32, "512MiB", 400, "",
+    (64, 2048, 2048), "128MiB", SPARSE_VOLUME, 2000, 8192, 10,
+)  # fmt: skip
+QUICK = Sizes(
+    "quick", 8192, (16, 1024, 1024), 4096, 4, 163840, 8, "32MiB", 150, "-quick",
+    (16, 1024, 1024), "8MiB", SPARSE_VOLUME, 2000, 4096, 4,
+)  # fmt: skip
 
 
 @dataclass
@@ -51,15 +76,42 @@ class Image:
     dtype: str
     axes: str
     description: str
-    full_read: bool = True  # False for the virtual image that does not fit in memory
+    full_read: bool = True  # False for the virtual images (too big, or only their mount is timed)
     params: dict[str, Any] = field(default_factory=dict)
+    format: str = "tiff"  # "tiff", "hdf5", "nifti", "zarr", "n5", "sequence" or "http"
+    reference: str = "tifffile"  # the tool (results.TOOLS) whose full read the mount's is compared with
+    cache: str | None = None  # --cache-size of the full reads through the mount (None: zarrfs's default)
+    pattern: str = ""  # a file sequence: the glob of its files in ``path`` (a directory)
 
     @property
     def nbytes(self) -> int:
         return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
+    @property
+    def source(self) -> Path:
+        """What zarrfs is given: the file or directory, or a sequence's glob."""
+        return self.path / self.pattern if self.pattern else self.path
+
+    def files(self) -> list[Path]:
+        """Every file the image is stored in."""
+        if self.path.is_dir():
+            return sorted(f for f in self.path.rglob("*") if f.is_file())
+        return [self.path]
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.files())
+
+
+# Every image's key, in run order (--only picks a subset).
+IMAGE_KEYS = "abcdefghijklw"
+
 
 def image_specs(sizes: Sizes, workdir: Path) -> list[Image]:
+    return [*tiff_specs(sizes, workdir), *format_specs(sizes, workdir), http_spec(sizes, workdir)]
+
+
+def tiff_specs(sizes: Sizes, workdir: Path) -> list[Image]:
     s = sizes
     z, y, x = s.stack
     return [
@@ -73,6 +125,7 @@ def image_specs(sizes: Sizes, workdir: Path) -> list[Image]:
             "yx",
             f"{s.plane}x{s.plane} uint16, tiles 256x256, deflate (zlib level 1), no predictor, BigTIFF",
             params={"side": s.plane},
+            cache=s.rss_cache,
         ),
         Image(
             "b",
@@ -113,6 +166,75 @@ def image_specs(sizes: Sizes, workdir: Path) -> list[Image]:
             params={"side": s.sparse, "block": s.sparse_block},
         ),
     ]
+
+
+def format_specs(sizes: Sizes, workdir: Path) -> list[Image]:
+    """One volume per other format, read whole against the format's own reader; the sparse HDF5 dataset
+    and the many-file sequence for their first chunk only."""
+    z, y, x = shape = sizes.volume
+    sfx = sizes.suffix
+    dims = f"{z}x{y}x{x} (z,y,x) uint16"
+
+    def volume(
+        key: str,
+        title: str,
+        name: str,
+        fmt: str,
+        reference: str,
+        details: str,
+        kind: str = "compressed",
+        **more: Any,
+    ) -> Image:
+        return Image(
+            key, title, workdir / name.format(sfx), kind, shape, "uint16", "zyx",
+            f"{dims}, {details}", params={"shape": list(shape)}, format=fmt, reference=reference,
+            cache=sizes.volume_cache, **more,
+        )  # fmt: skip
+
+    sz, sy, sx = sparse = sizes.sparse_volume
+    many = (sizes.many_files, TILE, TILE)
+    return [
+        volume("e", "HDF5 chunked deflate", "volume{}.h5", "hdf5", "h5py",
+               "h5py dataset, chunks 1x512x512, deflate level 1"),
+        Image(
+            "f", "sparse 20 GiB HDF5", workdir / f"sparse{sfx}.h5", "compressed", sparse, "uint16", "zyx",
+            f"{sz}x{sy}x{sx} (z,y,x) uint16 ({sz * sy * sx * 2 / GIB:.0f} GiB logical), chunks 1x512x512, "
+            "deflate; only four central 1024x1024 planes are stored",
+            full_read=False, params={"shape": list(sparse)}, format="hdf5", reference="h5py",
+        ),
+        volume("g", "NIfTI .nii", "volume{}.nii", "nifti", "nibabel", "NIfTI-1 by nibabel, uncompressed",
+               "uncompressed"),
+        volume("h", "NIfTI .nii.gz", "volume{}.nii.gz", "nifti", "nibabel", "NIfTI-1 by nibabel, gzip"),
+        volume("i", "Zarr v3 zstd", "volume{}.zarr", "zarr", "tensorstore_store",
+               "Zarr v3 array by tensorstore, chunks 1x512x512, zstd level 3"),
+        volume("j", "N5 gzip", "volume{}.n5", "n5", "tensorstore_store",
+               "N5 dataset by tensorstore, blocks 512x512x1, gzip level 1"),
+        volume("k", "TIFF file sequence", "sequence{}", "sequence", "tifffile_sequence",
+               f"{z} 2-D TIFF files, tiles 256x256, deflate level 1", pattern=SEQUENCE_GLOB),
+        Image(
+            "l", f"{sizes.many_files}-file TIFF sequence", workdir / f"many{sfx}", "uncompressed", many,
+            "uint16", "zyx", f"{sizes.many_files} 2-D TIFF files of {TILE}x{TILE} uint16, uncompressed",
+            full_read=False, params={"shape": list(many)}, format="sequence",
+            reference="tifffile_sequence", pattern=SEQUENCE_GLOB,
+        ),
+    ]  # fmt: skip
+
+
+def http_spec(sizes: Sizes, workdir: Path) -> Image:
+    side = sizes.http_plane
+    return Image(
+        "w",
+        "2-D plane served over HTTP",
+        workdir / f"served{sizes.suffix}.tif",
+        "compressed",
+        (side, side),
+        "uint16",
+        "yx",
+        f"{side}x{side} uint16, tiles 256x256, deflate, served in 512x512 chunks (512 KiB)",
+        params={"side": side},
+        format="http",
+        reference="mount_tensorstore",
+    )
 
 
 def _sidecar(image: Image) -> Path:
@@ -206,6 +328,7 @@ def generate(image: Image) -> None:
                 return
     partial = image.path.parent / ".partial" / image.path.name
     partial.parent.mkdir(parents=True, exist_ok=True)
+    _remove(partial)
     print(f"  generating {image.path.name}: {image.description}", flush=True)
     start = time.perf_counter()
     field_ = Field(seed=ord(image.key))
@@ -219,9 +342,36 @@ def generate(image: Image) -> None:
         write_slide(partial, field_, params["side"], params["levels"])
     elif image.key == "d":
         write_sparse(partial, field_, params["side"], params["block"])
+    elif image.key == "w":
+        write_deflate_plane(partial, plane_tiles(field_, params["side"]), params["side"])
+    else:
+        _write_format(image, partial, field_)
+    _remove(image.path)
     os.replace(partial, image.path)
     sidecar.write_text(json.dumps(expected))
     seconds = time.perf_counter() - start
-    print(
-        f"  wrote {image.path.name}: {image.path.stat().st_size / MB:.0f} MB in {seconds:.0f} s", flush=True
-    )
+    print(f"  wrote {image.path.name}: {image.disk_bytes / MB:.0f} MB in {seconds:.0f} s", flush=True)
+
+
+def _write_format(image: Image, path: Path, field_: Field) -> None:
+    z, y, x = image.params["shape"]
+    shape = (z, y, x)
+    if image.key == "f":
+        write_sparse_hdf5(path, field_, shape)
+    elif image.format == "hdf5":
+        write_hdf5(path, field_, shape)
+    elif image.format == "nifti":
+        write_nifti(path, field_, shape)
+    elif image.format in ("zarr", "n5"):
+        write_tensorstore(path, field_, shape, "zarr3" if image.format == "zarr" else "n5")
+    elif image.format == "sequence":
+        write_sequence(path, field_, shape, compressed=image.full_read)
+    else:
+        raise ValueError(f"no writer for image {image.key}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()

@@ -17,7 +17,7 @@ from .host import startup_seconds
 from .images import GIB, MB, Image
 from .profiling import Profile
 from .readers import store_read, ts_read
-from .results import AllLevels, FirstChunk, Passes, PeakRss
+from .results import TOOLS, AllLevels, FirstChunk, Passes, PeakRss
 from .session import DEFAULT_CACHE, Session
 
 
@@ -25,12 +25,13 @@ def explain_full_read(session: Session, image: Image) -> list[str]:
     results = session.results
     core = results.find(image.key, "core")
     ts_mount = results.find(image.key, "mount_tensorstore")
-    imread = results.find(image.key, "tifffile")
+    imread = results.find(image.key, image.reference)
+    reader = TOOLS[image.reference].removesuffix(" (in-process)")
     lines = []
     if core and ts_mount and imread:
         lines.append(
             f"making every chunk in-process (decode + assembly, no FUSE) takes {core.seconds:.2f} s "
-            f"= {imread.seconds / core.seconds:.2f}x tifffile.imread's speed; FUSE transfer and the "
+            f"= {imread.seconds / core.seconds:.2f}x {reader}'s speed; FUSE transfer and the "
             f"client add {ts_mount.seconds - core.seconds:.2f} s on top"
         )
     if ts_mount and imread and image.key in results.cpu:
@@ -40,7 +41,7 @@ def explain_full_read(session: Session, image: Image) -> list[str]:
         lines.append(
             f"daemon and client together used {daemon + client:.1f} CPU seconds ({daemon:.1f} + "
             f"{client:.1f}): on {cores} cores no schedule finishes in less than {floor:.2f} s = "
-            f"{imread.seconds / floor:.2f}x tifffile.imread's speed"
+            f"{imread.seconds / floor:.2f}x {reader}'s speed"
         )
     if ts_mount and ts_mount.note:
         lines.append(ts_mount.note)
@@ -119,7 +120,7 @@ def explain_levels(session: Session, image: Image, entry: AllLevels) -> list[str
 
 def explain_rss(entry: PeakRss) -> list[str]:
     return [
-        f"daemon RSS right after mount (imports, parsed TIFF): {entry.start / MB:.0f} MB; peak - start = "
+        f"daemon RSS right after mount (imports, parsed source): {entry.start / MB:.0f} MB; peak - start = "
         f"{(entry.peak - entry.start) / MB:.0f} MB for a {entry.cache / MB:.0f} MB cache"
     ]
 

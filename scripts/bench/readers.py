@@ -22,14 +22,44 @@ def canonical(image: Image, array: np.ndarray) -> np.ndarray:
     """tifffile returns RGB as (y, x, samples); zarrfs and the converted copy serve (c, y, x)."""
     if image.axes == "cyx" and array.shape[-1] == 3:
         return np.moveaxis(array, -1, 0)
+    if image.format == "nifti":  # nibabel gives (x, y, z); zarrfs serves (z, y, x)
+        return array.T
     return array
 
 
-def ts_read(path: str) -> np.ndarray:
+def ts_read(path: str, driver: str = "zarr3") -> np.ndarray:
+    return _ts_read({"driver": driver, "kvstore": {"driver": "file", "path": path}})
+
+
+def ts_read_http(base_url: str) -> np.ndarray:
+    """A Zarr v3 array over HTTP (``base_url`` ends with the array's path and a slash)."""
+    return _ts_read({"driver": "zarr3", "kvstore": {"driver": "http", "base_url": base_url}})
+
+
+def _ts_read(spec: dict[str, Any]) -> np.ndarray:
     import tensorstore as ts
 
-    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": path}}
     return np.asarray(ts.open(spec, read=True).result().read().result())
+
+
+def reference_read(image: Image) -> np.ndarray:
+    """The whole image by the format's own reader, as its users read it (image.reference)."""
+    if image.reference == "h5py":
+        import h5py
+
+        from .formats import HDF5_DATASET
+
+        with h5py.File(image.path, "r", locking=False) as file:
+            return np.asarray(file[HDF5_DATASET][...])
+    if image.reference == "nibabel":
+        import nibabel as nib
+
+        return np.asarray(nib.load(str(image.path), mmap=False).dataobj[...])
+    if image.reference == "tensorstore_store":
+        return ts_read(str(image.path), "zarr3" if image.format == "zarr" else "n5")
+    if image.reference == "tifffile_sequence":
+        return np.asarray(tifffile.imread(image.files()))
+    raise ValueError(f"no reader {image.reference} for image {image.key}")
 
 
 def zarr_read(path: str) -> np.ndarray:
@@ -79,6 +109,7 @@ def core_read_all(path: Path, options: dict[str, Any] | None = None) -> tuple[in
     from zarrfs.core import open_dataset
     from zarrfs.core.options import serve_options
 
+    # Zarr v3 keys below: the v3 layout (NGFF 0.5), whatever zarrfs serves by default.
     dataset = open_dataset(path, serve_options(**{"ngff": "0.5", **(options or {})}))
     try:
         array = dataset.layouts[-1].arrays[0]

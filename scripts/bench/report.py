@@ -9,8 +9,9 @@ from pathlib import Path
 
 from . import COST
 from .host import machine
-from .images import GIB, MB
+from .images import GIB, IMAGE_KEYS, MB
 from .results import Results
+from .servers import CONNECTIONS
 from .session import Session
 from .targets import Target
 
@@ -80,7 +81,7 @@ def render(session: Session, targets: list[Target], command: str, total_seconds:
         "```",
         "",
         "Images are generated once into `--workdir` (default `./bench-data`, keep it out of git) and reused. "
-        "Options: `--only a,b,c,d`, `--keep-converted`, `--no-profile`. "
+        f"Options: `--only {','.join(IMAGE_KEYS)}` (a subset), `--keep-converted`, `--no-profile`. "
         f"Cost: {COST}.",
         "",
         "## Images",
@@ -89,7 +90,7 @@ def render(session: Session, targets: list[Target], command: str, total_seconds:
         "| --- | --- | --- | --- | --- |",
     ]
     for image in session.images:
-        size = image.path.stat().st_size
+        size = image.disk_bytes
         out.append(
             f"| {image.key} | {image.title} | {size / MB:,.0f} MB | {image.nbytes / GIB:.2f} GiB | "
             f"{image.description} |"
@@ -122,7 +123,9 @@ def render(session: Session, targets: list[Target], command: str, total_seconds:
         "",
         "### 1. Full read of level 0, 6. second pass, and the conversion",
         "",
-        "Ratio = speed relative to `tifffile.imread` of the same image (higher is faster).",
+        "Ratio = speed relative to the image's own reader: `tifffile.imread` for the TIFF images, h5py, "
+        "nibabel, tensorstore on the store, `tifffile.imread` of the files for the other formats, "
+        "tensorstore through a FUSE mount for the served image (higher is faster).",
         "",
     ]
     order = {"full": 0, "2nd pass": 1, "convert": 2}
@@ -133,7 +136,7 @@ def render(session: Session, targets: list[Target], command: str, total_seconds:
         )
         if not rows:
             continue
-        imread = results.find(image.key, "tifffile")
+        imread = results.find(image.key, image.reference)
         out += [
             f"**{image.key}: {image.title}**",
             "",
@@ -203,6 +206,7 @@ def render(session: Session, targets: list[Target], command: str, total_seconds:
             f"| {r.image} | {r.cache / MB:.0f} MB | {r.ratio:.1f}x | {r.start / MB:.0f} MB | "
             f"{r.peak / MB:.0f} MB | {(r.peak - r.cache) / MB:.0f} MB |"
         )
+    out += _serving_section(results)
     out += [
         "",
         "## Targets",
@@ -229,6 +233,30 @@ def render(session: Session, targets: list[Target], command: str, total_seconds:
     if notes:
         out += [notes, ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _serving_section(results: Results) -> list[str]:
+    if not results.serving:
+        return []
+    out = [
+        "",
+        f"### 7. HTTP: warm GETs of one URL, wrk with {CONNECTIONS} connections",
+        "",
+        "| image | server | document | bytes | requests/s | GB/s | p50 | p99 |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for e in results.serving:
+        out.append(
+            f"| {e.image} | {e.label} | {e.document} | {e.nbytes:,} | {e.requests_per_s:,.0f} | "
+            f"{e.gbps:.2f} | {e.p50_ms:.2f} ms | {e.p99_ms:.2f} ms |"
+        )
+    return [
+        *out,
+        "",
+        "Both servers on 127.0.0.1, started by the bench and stopped after their rows: `zarrfs serve` of the "
+        "image (its chunk made once, then from its cache), nginx over a copy of the mount's tree. The cold "
+        "full reads over HTTP are in table 1.",
+    ]
 
 
 def kept_notes(output: Path | None) -> str:

@@ -26,6 +26,20 @@ TOOLS = {
     "local_raw_tensorstore": "tensorstore over an uncompressed local Zarr (page cache)",
     "convert": "ome-zarr-py write_image (whole pyramid)",
     "convert_estimated": "ome-zarr-py write_image (ESTIMATED from image a's rate)",
+    # the other formats' own readers (issue 12)
+    "h5py": "h5py dset[...] (in-process)",
+    "nibabel": "nibabel dataobj[...] (in-process)",
+    "tensorstore_store": "tensorstore on the store itself (in-process)",
+    "tifffile_sequence": "tifffile.imread of the files (in-process)",
+    # over HTTP (issue 13)
+    "http_tensorstore": "tensorstore over HTTP from zarrfs serve",
+    "nginx_tensorstore": "tensorstore over HTTP from nginx (converted copy)",
+}
+
+# The servers of the HTTP rows, by identifier: the label each shows.
+SERVERS = {
+    "zarrfs": "zarrfs serve",
+    "nginx": "nginx over a converted copy",
 }
 
 # Random-access variants, by identifier: the label each shows.
@@ -113,6 +127,27 @@ class Passes:
 
 
 @dataclass
+class Serving:
+    """wrk on one URL of a server: a warm chunk or a metadata document."""
+
+    image: str
+    server: str  # a key of SERVERS
+    document: str  # "chunk" or "metadata"
+    nbytes: int  # bytes of each response body
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def label(self) -> str:
+        return SERVERS[self.server]
+
+    @property
+    def gbps(self) -> float:
+        return self.requests_per_s * self.nbytes / 1e9
+
+
+@dataclass
 class Results:
     rows: list[Row] = field(default_factory=list)
     random: list[RandomChunks] = field(default_factory=list)
@@ -120,6 +155,7 @@ class Results:
     levels: list[AllLevels] = field(default_factory=list)
     rss: list[PeakRss] = field(default_factory=list)
     passes: list[Passes] = field(default_factory=list)
+    serving: list[Serving] = field(default_factory=list)
     # image -> CPU seconds of the daemon and of the client in the best full read through the mount
     cpu: dict[str, tuple[float, float]] = field(default_factory=dict)
     fingerprints: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -130,6 +166,9 @@ class Results:
 
     def find(self, image: str, tool: str) -> Row | None:
         return next((row for row in self.rows if row.image == image and row.tool == tool), None)
+
+    def served(self, server: str, document: str) -> Serving | None:
+        return next((e for e in self.serving if e.server == server and e.document == document), None)
 
     def conversion(self, image: str) -> Row | None:
         return next((r for r in self.rows if r.image == image and r.workload == "convert"), None)
@@ -145,4 +184,5 @@ class Results:
             "levels": [asdict(e) for e in self.levels],
             "rss": [asdict(e) for e in self.rss],
             "passes": [asdict(e) for e in self.passes],
+            "serving": [asdict(e) for e in self.serving],
         }

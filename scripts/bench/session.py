@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .host import OtherLoad, touch_memory, wait_until_quiet, warm_page_cache, warm_tree
-from .images import Image, Sizes, image_specs
+from .images import IMAGE_KEYS, Image, Sizes, image_specs
 from .mounts import Mount
 from .readers import canonical, fingerprint
 from .results import Results, Row
@@ -26,7 +26,7 @@ DEFAULT_CACHE = "512MiB"
 class Settings:
     sizes: Sizes
     workdir: Path
-    only: frozenset[str] = frozenset("abcd")  # images to run
+    only: frozenset[str] = frozenset(IMAGE_KEYS)  # images to run
     repeats: int = 2  # runs of each full read and first chunk (the best counts)
     keep_converted: bool = False
     profile: bool = True  # re-run missed targets under py-spy
@@ -66,7 +66,14 @@ class Session:
     def mount(self, image: Image, name: str, options: Sequence[str] = ()) -> Mount:
         # The readers here use both Zarr formats: both layouts unless a run names --ngff (0.4 is the default).
         layouts = [] if "--ngff" in options else ["--ngff", "all"]
-        return Mount(image.path, self.mnt_dir / f"{image.key}-{name}", [*options, *layouts], self.log_dir)
+        return Mount(image.source, self.mnt_dir / f"{image.key}-{name}", [*options, *layouts], self.log_dir)
+
+    def cold_read(
+        self, image: Image, tool: str, read: Callable[[], np.ndarray], pid: int | None = None
+    ) -> Row:
+        """One prepared, timed read, recorded (the daemon's or server's CPU not counted as other load)."""
+        run = self.measure(image, tool, read, pid)
+        return self.record(image, "full", tool, run.seconds, run.nbytes, runs_note([run]))
 
     def record(
         self,
@@ -101,8 +108,10 @@ class Session:
         self.results.waited += wait_until_quiet()
         if warm is not None and warm.is_dir():
             warm_tree(warm)
+        elif warm is not None:
+            warm_page_cache(warm)
         else:
-            warm_page_cache(warm or image.path)
+            warm_image(image)
         touch_memory(int(factor * image.nbytes) + 2**29)
 
     def measure(
@@ -137,6 +146,12 @@ class Session:
         runs = [self.measure(image, tool, read) for _ in range(self.settings.repeats)]
         best = min(runs, key=lambda run: run.seconds)
         return self.record(image, workload, tool, best.seconds, runs[0].nbytes, runs_note(runs))
+
+
+def warm_image(image: Image) -> None:
+    """Every file of the image in the page cache (readers start from there)."""
+    for file in image.files():
+        warm_page_cache(file)
 
 
 def runs_note(runs: Sequence[Measured]) -> str:

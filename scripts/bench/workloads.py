@@ -1,5 +1,6 @@
 """The workloads, each over one image: time to first chunk, full reads (with the daemon's peak RSS and the
-second pass), every level coarse to fine, random chunk files, and the conversion users would run instead."""
+second pass), every level coarse to fine, random chunk files, the conversion users would run instead; for
+the other formats their own reader against the mount, and for HTTP zarrfs serve against nginx."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import tifffile
 from zarrfs.core.options import parse_size
 
 from .chunkfiles import center_chunk_region, chunk_grid, chunk_path, latencies_ms, levels_of, plain_read_all
-from .host import cpu_seconds, warm_page_cache
+from .host import cpu_seconds
 from .images import GIB, MB, Image
 from .readers import (
     aszarr_read,
@@ -23,15 +24,18 @@ from .readers import (
     core_read_all,
     dask_read,
     level_1_is_computed,
+    reference_read,
     served_chunks,
     store_read,
     tifffile_read,
     ts_read,
+    ts_read_http,
     write_raw_copy,
     zarr_read,
 )
-from .results import AllLevels, FirstChunk, Passes, PeakRss, RandomChunks
-from .session import DEFAULT_CACHE, Measured, Session, percentile, runs_note
+from .results import AllLevels, FirstChunk, Passes, PeakRss, RandomChunks, Serving
+from .servers import CONNECTIONS, nginx_server, wrk, zarrfs_server
+from .session import DEFAULT_CACHE, Measured, Session, percentile, runs_note, warm_image
 from .synth import TILE, sparse_block_start
 from .targets import GOALS
 
@@ -42,7 +46,7 @@ def first_chunk(session: Session, image: Image) -> None:
 
     runs = []
     for _ in range(session.settings.repeats):
-        warm_page_cache(image.path)
+        warm_image(image)
         with session.mount(image, "ttfc") as mount:
             start = time.perf_counter()
             array = zarr.open_group(mount.mountpoint, mode="r", zarr_format=3)["0"]
@@ -97,11 +101,17 @@ def full_reads(session: Session, image: Image) -> None:
         session.timed_read(image, "full", "mount_dask", lambda: dask_read(level0))
 
 
-def _tensorstore_through_mounts(session: Session, image: Image) -> None:
+def format_reads(session: Session, image: Image) -> None:
+    """Another format's volume whole: its own reader in-process, then tensorstore through fresh mounts."""
+    session.best_of(image, image.reference, partial(reference_read, image))
+    _tensorstore_through_mounts(session, image, second_pass=False)
+
+
+def _tensorstore_through_mounts(session: Session, image: Image, second_pass: bool = True) -> None:
     """Tensorstore through fresh mounts: first passes (daemon RSS and CPU), then on the last mount the
     page-cache passes."""
-    cache = session.sizes.rss_cache if image.key == "a" else DEFAULT_CACHE
-    options = ["--cache-size", cache] if image.key == "a" else []
+    cache = image.cache or DEFAULT_CACHE
+    options = ["--cache-size", cache] if image.cache else []
     runs: list[Measured] = []
     cpus, peaks, starts = [], [], []
     repeats = session.settings.repeats
@@ -111,7 +121,7 @@ def _tensorstore_through_mounts(session: Session, image: Image) -> None:
             cpu_before = cpu_seconds(mount.pid) if mount.pid else 0.0
             runs.append(session.measure(image, "mount_tensorstore", partial(ts_read, level0), mount.pid))
             cpus.append((cpu_seconds(mount.pid) - cpu_before) if mount.pid else 0.0)
-            if repeat == repeats - 1:
+            if second_pass and repeat == repeats - 1:
                 second = session.best_of(
                     image, "mount_tensorstore_page_cache", partial(ts_read, level0), workload="2nd pass"
                 )
@@ -140,7 +150,8 @@ def _tensorstore_through_mounts(session: Session, image: Image) -> None:
         f"  {image.key} daemon RSS: {rss.start / MB:.0f} MB at start, peak {rss.peak / MB:.0f} MB, "
         f"cache {cache_bytes / MB:.0f} MB"
     )
-    session.results.passes.append(Passes(image.key, first.gbps, second.gbps, plain.gbps))
+    if second_pass:
+        session.results.passes.append(Passes(image.key, first.gbps, second.gbps, plain.gbps))
 
 
 def all_levels(session: Session, image: Image) -> None:
@@ -269,7 +280,7 @@ def _core_chunk_latency(session: Session, image: Image) -> None:
     from zarrfs.core import open_dataset
     from zarrfs.core.options import serve_options
 
-    dataset = open_dataset(image.path, serve_options(chunks=(256, 256), ngff="0.5"))
+    dataset = open_dataset(image.path, serve_options(chunks=(256, 256), ngff="0.5"))  # v3 keys below
     try:
         array = dataset.layouts[-1].arrays[0]
         rng = np.random.default_rng(42)
@@ -343,7 +354,7 @@ def estimate_conversions(session: Session) -> None:
     estimated from the measured rate of image a (seconds per byte of pixels)."""
     rate = session.results.convert_rate
     for image in session.images:
-        if image.full_read or rate is None:
+        if image.full_read or image.format != "tiff" or rate is None:
             continue
         session.record(
             image,
@@ -355,10 +366,56 @@ def estimate_conversions(session: Session) -> None:
         )
 
 
+# Served to both HTTP servers: 512x512 uint16 chunks of 512 KiB, the Zarr v3 layout only.
+HTTP_OPTIONS = ["--chunks", "512,512", "--ngff", "0.5"]
+CHUNK_KEY = "0/c/1/1"
+METADATA_KEY = "0/zarr.json"
+
+
+def http_serving(session: Session, image: Image) -> None:
+    """zarrfs serve against nginx over a copy of the same tree: a cold full read of level 0 with tensorstore
+    over HTTP (against the same read through a fresh FUSE mount), then wrk on one warm chunk and on one small
+    metadata document. The servers listen on 127.0.0.1 and are stopped after their rows."""
+    copy = session.converted_dir / f"{image.key}-copy"
+    shutil.rmtree(copy, ignore_errors=True)
+    with session.mount(image, "fuse", HTTP_OPTIONS) as mount:
+        level0 = os.path.join(mount.mountpoint, "0")
+        session.cold_read(image, "mount_tensorstore", partial(ts_read, level0), mount.pid)
+        shutil.copytree(mount.path, copy)  # the converted copy a user would put behind a web server
+    with zarrfs_server(image.source, [*HTTP_OPTIONS, "--cache-size", "2GiB"], session.log_dir) as server:
+        pid = server.process.pid if server.process else None
+        session.cold_read(image, "http_tensorstore", partial(ts_read_http, f"{server.url}/0/"), pid)
+        _load(session, image, "zarrfs", server.url, copy)
+    with nginx_server(copy, session.workdir / "nginx", session.log_dir) as server:
+        session.cold_read(image, "nginx_tensorstore", partial(ts_read_http, f"{server.url}/0/"))
+        _load(session, image, "nginx", server.url, copy)
+    shutil.rmtree(copy, ignore_errors=True)
+
+
+def _load(session: Session, image: Image, server: str, url: str, copy: os.PathLike[str]) -> None:
+    for document, key in (("chunk", CHUNK_KEY), ("metadata", METADATA_KEY)):
+        load = wrk(f"{url}/{key}", session.sizes.wrk_seconds)
+        nbytes = os.path.getsize(os.path.join(copy, key))
+        entry = Serving(image.key, server, document, nbytes, load.requests_per_s, load.p50_ms, load.p99_ms)
+        session.results.serving.append(entry)
+        session.log(
+            f"  {image.key} {entry.label}, {document} ({nbytes:,} bytes), wrk {CONNECTIONS} connections: "
+            f"{entry.requests_per_s:,.0f} requests/s = {entry.gbps:.2f} GB/s, p50 {entry.p50_ms:.2f} ms, "
+            f"p99 {entry.p99_ms:.2f} ms"
+        )
+
+
 def run_image(session: Session, image: Image) -> None:
     """Every workload that applies to ``image``, in the order that keeps each one's caches apart."""
-    warm_page_cache(image.path)
+    warm_image(image)
+    if image.format == "http":
+        http_serving(session, image)
+        return
     first_chunk(session, image)
+    if image.format != "tiff":
+        if image.full_read:
+            format_reads(session, image)
+        return
     if image.full_read:
         full_reads(session, image)
         all_levels(session, image)
@@ -369,6 +426,6 @@ def run_image(session: Session, image: Image) -> None:
 
 def describe(image: Image) -> str:
     return (
-        f"image {image.key}: {image.title} ({image.path.name}, "
-        f"{image.path.stat().st_size / MB:.0f} MB file, {image.nbytes / GIB:.2f} GiB pixels)"
+        f"image {image.key}: {image.title} ({image.source.name}, "
+        f"{image.disk_bytes / MB:.0f} MB on disk, {image.nbytes / GIB:.2f} GiB pixels)"
     )
