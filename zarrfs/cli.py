@@ -163,12 +163,13 @@ def _timeout_flag(answer: str) -> Callable[[Callable[..., Any]], Callable[..., A
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="zarrfs")
 def main() -> None:
-    """Serve a TIFF / OME-TIFF / BigTIFF image as a live, read-only OME-Zarr tree (NGFF 0.4 or 0.5).
+    """Serve an image (TIFF/OME-TIFF/BigTIFF, HDF5, NIfTI, Zarr/N5, a file sequence) as a live, read-only
+    OME-Zarr tree (NGFF 0.4 or 0.5), through FUSE or HTTP.
 
     Nothing is converted or copied: metadata and chunk files are made on demand from the source.
 
     \b
-      zarrfs info image.tif              # what a mount would show
+      zarrfs info image.tif                   # what a mount would show
       zarrfs mount image.tif image.ome.zarr   # then open it with zarr, napari, dask, ...
       zarrfs unmount image.ome.zarr
       zarrfs serve image.tif                  # over HTTP, for web viewers (Neuroglancer, vizarr)
