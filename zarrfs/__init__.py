@@ -1,4 +1,4 @@
-"""zarrfs: serve native microscopy images (TIFF, HDF5, NIfTI, Zarr/N5, file sequences) as live, read-only OME-Zarr."""
+"""zarrfs: serve microscopy images (TIFF, HDF5, NIfTI, Zarr/N5, file sequences) as live read-only OME-Zarr."""
 
 from zarrfs.errors import MountError, SourceError, ZarrfsError
 
