@@ -9,8 +9,8 @@ import tifffile
 
 from zarrfs.errors import SourceError
 from zarrfs.lru import ByteLRUCache
-from zarrfs.sources.base import ImageSource, Level, NativeBlocks, SourceInfo
-from zarrfs.sources.blocks import decoded_block_cache
+from zarrfs.sources.base import ImageSource, Level, SourceInfo
+from zarrfs.sources.blocks import PassThroughLevels, decoded_block_cache
 from zarrfs.sources.pixelfile import PixelFile
 from zarrfs.sources.tiff.checks import (
     check_contiguous_data,
@@ -31,7 +31,7 @@ from zarrfs.sources.tiff.tifflog import tifffile_messages
 DEFAULT_SEGMENT_CACHE_BYTES = 256 * 2**20
 
 
-class TiffSource(ImageSource):
+class TiffSource(PassThroughLevels, ImageSource):
     """One series of a TIFF file. Opening reads metadata only; ``read_region`` is thread-safe and lock-free
     except for the small cache of decoded segments shared between regions."""
 
@@ -121,22 +121,9 @@ class TiffSource(ImageSource):
             raise ValueError(f"region has {len(region)} axes, the image has {len(reader.plan.shape)}")
         return reader.read(region)
 
-    def native_blocks(self, level: int) -> NativeBlocks | None:
-        native = self._native_level(level)
-        return None if native is None else native.blocks
-
-    def read_native_block(self, level: int, index: tuple[int, ...]) -> bytes | None:
-        native = self._native_level(level)
-        if native is None:
-            raise ValueError(f"level {level} has no native blocks: {self.path}")
-        return native.read(index)
-
-    def _native_level(self, level: int) -> NativeLevel | None:
+    def _check_open(self) -> None:
         if not self._files:
             raise SourceError(f"source is closed: {self.path}")
-        if not 0 <= level < len(self._native):
-            raise IndexError(f"level {level} does not exist: the image has {len(self._native)} levels")
-        return self._native[level]
 
     def close(self) -> None:
         for file in self._files.values():

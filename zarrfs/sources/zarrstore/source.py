@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from zarrfs.errors import SourceError
-from zarrfs.sources.base import ImageSource, Level, NativeBlocks, SourceInfo
+from zarrfs.sources.base import ImageSource, Level, SourceInfo
+from zarrfs.sources.blocks import PassThroughLevels
 from zarrfs.sources.zarrstore.codecs import check_readable, codec_names
 from zarrfs.sources.zarrstore.image import StoreImage, find_image
 from zarrfs.sources.zarrstore.native import NativeChunks, native_chunks
@@ -26,7 +27,7 @@ def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-class ZarrSource(ImageSource):
+class ZarrSource(PassThroughLevels, ImageSource):
     """The image a Zarr or N5 store holds (see ``find_image``), in canonical axis order; ``read_region`` is
     thread-safe (tensorstore handles are)."""
 
@@ -102,22 +103,9 @@ class ZarrSource(ImageSource):
             raise SourceError(f"{node.format} array {node.name}: {_first_line(error)}") from None
         return np.asarray(pixels)
 
-    def native_blocks(self, level: int) -> NativeBlocks | None:
-        native = self._native_level(level)
-        return None if native is None else native.blocks
-
-    def read_native_block(self, level: int, index: tuple[int, ...]) -> bytes | None:
-        native = self._native_level(level)
-        if native is None:
-            raise ValueError(f"level {level} has no native blocks: {self.path}")
-        return native.read(index)
-
-    def _native_level(self, level: int) -> NativeChunks | None:
+    def _check_open(self) -> None:
         if self._arrays is None:
             raise SourceError(f"source is closed: {self.path}")
-        if not 0 <= level < len(self._native):
-            raise IndexError(f"level {level} does not exist: the image has {len(self._native)} levels")
-        return self._native[level]
 
     def close(self) -> None:
         self._arrays = None
