@@ -104,6 +104,7 @@ class Dataset:
     name: str
     fanout: FanOut
     windows: DisplayWindows
+    watch: SourceWatch  # the identity of every source file when opened, checked before chunks are served
 
     def close(self) -> None:
         self.source.close()
@@ -211,7 +212,7 @@ def build_dataset(source: ImageSource, options: ServeOptions, watch: SourceWatch
             arrays.setdefault(level.name, {})[layout.format.chunk_prefix] = files
     tree = VirtualTree(documents, arrays, guard=watch.check, recheck_due=watch.recheck_due)
     return Dataset(
-        source, options, compressor, cache, coarse_cache, levels, layouts, tree, name, fanout, windows
+        source, options, compressor, cache, coarse_cache, levels, layouts, tree, name, fanout, windows, watch
     )
 
 

@@ -1,19 +1,113 @@
-"""An in-process, read-only zarr-python store over the virtual tree, for use without FUSE."""
+"""An in-process, read-only zarr-python store over the virtual tree, for use without FUSE.
+
+A store made by ``open_store`` can be pickled, as dask.distributed pickles the zarr array that holds it into
+every task: it pickles as what opened it (the source's absolute paths, the time limit, the options and the
+identity of each source file), and the copy opens the source again where it is first used. All copies
+unpickled in one process share one opened source and cache, and a copy refuses to serve a source that is
+missing there or is not the same file any more (one line, naming the host).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
 from zarrfs.core import Dataset, open_dataset
-from zarrfs.core.options import serve_options
+from zarrfs.core.options import ServeOptions, serve_options
 from zarrfs.core.requests import DEFAULT_TIMEOUT_S, RequestPolicy
+from zarrfs.core.staleness import SourceWatch
 from zarrfs.core.tree import FileBytes, VirtualTree
+from zarrfs.errors import SourceError, ZarrfsError
+from zarrfs.sources.identity import FileIdentity
+
+SourceArgument = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+# Stores unpickled in one process stay open for later tasks, up to this many (least recently unpickled
+# dropped first); a dropped one is closed once nothing holds it any more. Each holds at most its cache size.
+REOPENED_STORES_KEPT = 4
+
+
+@dataclass(frozen=True)
+class StoreOpening:
+    """What a store was opened from, as another process opens it again: the source with absolute paths (a
+    worker may have another working directory), the time limit, the parsed options (a ``sequence_list`` is
+    absolute in them too) and the identity of every source file when the store was opened."""
+
+    source: str | tuple[str, ...]
+    timeout: float
+    options: ServeOptions
+    files: tuple[tuple[str, FileIdentity], ...]
+
+    def __hash__(self) -> int:  # the options hold dicts; equal openings have equal sources and time limits
+        return hash((self.source, self.timeout))
+
+
+def _absolute(source: SourceArgument) -> str | tuple[str, ...]:
+    """``source`` with every path absolute, without resolving symbolic links or ``..`` (as the kernel would);
+    a glob pattern stays a pattern."""
+
+    def absolute(path: str | os.PathLike[str]) -> str:
+        return os.path.join(os.getcwd(), os.fspath(path))  # an absolute path stays as it is
+
+    if isinstance(source, str | os.PathLike):
+        return absolute(source)
+    return tuple(absolute(path) for path in source)
+
+
+@dataclass(frozen=True)
+class _Served:
+    """An opened source and the request policy over its tree."""
+
+    dataset: Dataset
+    requests: RequestPolicy
+
+    def file_bytes(self, key: str, byte_range: ByteRequest | None, blocking: bool = True) -> FileBytes | None:
+        """``byte_range`` of the file ``key``, None where there is none (a missing key, for zarr); called by
+        the request policy (not zarr's private ``_get_bytes_sync``, whose signature differs)."""
+        try:
+            data = self.dataset.tree.read_file(key, blocking)
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        return data[_byte_slice(len(data), byte_range)]
+
+    def close(self) -> None:
+        self.requests.close()
+        self.dataset.close()
+
+
+def _serve(source: str | tuple[str, ...], timeout: float, options: ServeOptions) -> _Served:
+    dataset = open_dataset(source, options)  # the one place where a store opens its source
+    try:
+        return _Served(dataset, RequestPolicy(dataset.tree, timeout))
+    except BaseException:
+        dataset.close()
+        raise
+
+
+def _check_same_files(opening: StoreOpening, watch: SourceWatch) -> None:
+    """Raise SourceError unless the files opened now are those ``opening`` was made from, unchanged."""
+    then = dict(opening.files)
+    now = watch.opened
+    if then.keys() != now.keys():
+        raise SourceError(
+            f"it has other files than when the store was opened ({len(then)} then, {len(now)} now)"
+        )
+    for path, identity in then.items():
+        # One file on a shared file system has another device number on each machine (NFS numbers its mounts
+        # per client); inode, size and times are the file's own.
+        change = identity._replace(device=now[path].device).change_to(now[path])
+        if change is not None:
+            raise SourceError(f"source {path} {change} since the store was opened")
 
 
 def _byte_slice(size: int, byte_range: ByteRequest | None) -> slice:
@@ -52,36 +146,94 @@ class ZarrfsStore(Store):
     supports_listing = True
 
     def __init__(self, dataset: Dataset, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        """Serve ``dataset`` (such a store cannot be pickled: ``open_store``'s can)."""
+        self._start(None, _Served(dataset, RequestPolicy(dataset.tree, timeout)))
+
+    @classmethod
+    def _of(cls, opening: StoreOpening, served: _Served | None) -> ZarrfsStore:
+        """A store that can be pickled; unless ``served``, it opens ``opening`` when first used (an unpickled
+        store: a dask scheduler unpickles task graphs too, and must not open their sources)."""
+        store = cls.__new__(cls)
+        store._start(opening, served)
+        return store
+
+    def _start(self, opening: StoreOpening | None, served: _Served | None) -> None:
         super().__init__(read_only=True)
-        self.dataset = dataset
-        self._tree = dataset.tree
-        self._requests = RequestPolicy(dataset.tree, timeout)
+        self._opening = opening
+        self._open_lock = threading.Lock()
+        self._served: _Served | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        if served is not None:
+            self._keep(served)
+
+    def _keep(self, served: _Served) -> None:
+        self._served = served
+        # Closed when the store is, or when it is garbage (an unpickled store dropped by every task).
+        self._finalizer = weakref.finalize(self, served.close)
+
+    def _serving(self) -> _Served:
+        with self._open_lock:
+            served = self._served
+            if served is None:
+                served = self._reopen()
+                self._keep(served)
+            return served
+
+    def _reopen(self) -> _Served:
+        opening = self._opening
+        assert opening is not None  # only a store with an opening is made unopened
+        try:
+            served = _serve(opening.source, opening.timeout, opening.options)
+            try:
+                _check_same_files(opening, served.dataset.watch)
+            except BaseException:
+                served.close()
+                raise
+        except ZarrfsError as error:
+            raise SourceError(
+                f"the zarrfs store of {opening.source} cannot be reopened on {socket.gethostname()}: {error}"
+            ) from None
+        return served
+
+    async def _served_async(self) -> _Served:
+        """The opened source; a first open runs in a worker thread, off the event loop."""
+        served = self._served
+        return served if served is not None else await asyncio.to_thread(self._serving)
+
+    @property
+    def dataset(self) -> Dataset:
+        return self._serving().dataset
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._opening is None:
+            raise TypeError(
+                "only a store made by zarrfs.open_store can be pickled (it records what to reopen)"
+            )
+        return _unpickled, (self._opening,)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ZarrfsStore) and other.dataset is self.dataset
+        """Stores of one opening serve the same bytes: equal, also across processes; others are equal when
+        they serve the same dataset."""
+        if not isinstance(other, ZarrfsStore):
+            return False
+        if self._opening is not None or other._opening is not None:
+            return self._opening == other._opening
+        return self.dataset is other.dataset
 
     def __hash__(self) -> int:
-        return id(self.dataset)
+        return id(self.dataset) if self._opening is None else hash(self._opening)
 
     def __repr__(self) -> str:
+        if self._opening is not None:
+            return f"ZarrfsStore({self._opening.source!r})"
         return f"ZarrfsStore({self.dataset.source.path!r})"
-
-    def _file_bytes(
-        self, key: str, byte_range: ByteRequest | None, blocking: bool = True
-    ) -> FileBytes | None:
-        """``byte_range`` of the file ``key``, None where there is none (a missing key, for zarr); called by
-        the request policy (not zarr's private ``_get_bytes_sync``, whose signature differs)."""
-        try:
-            data = self._tree.read_file(key, blocking)
-        except (FileNotFoundError, IsADirectoryError):
-            return None
-        return data[_byte_slice(len(data), byte_range)]
 
     async def get(
         self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
     ) -> Buffer | None:
         prototype = prototype or default_buffer_prototype()
-        data = await self._requests.answer_async(self._file_bytes, key, byte_range)
+        served = await self._served_async()
+        data = await served.requests.answer_async(served.file_bytes, key, byte_range)
         # A read-only view of the cached chunk, not a copy: numpy refuses any write to it.
         return None if data is None else prototype.buffer.from_bytes(data)
 
@@ -91,7 +243,8 @@ class ZarrfsStore(Store):
         return list(await asyncio.gather(*(self.get(key, prototype, rng) for key, rng in key_ranges)))
 
     async def exists(self, key: str) -> bool:
-        entry = await self._requests.answer_async(self._tree.stat, key)
+        served = await self._served_async()
+        entry = await served.requests.answer_async(served.dataset.tree.stat, key)
         return entry is not None and not entry.is_dir
 
     async def set(self, key: str, value: Buffer) -> None:
@@ -101,35 +254,41 @@ class ZarrfsStore(Store):
         self._check_writable()
 
     async def list(self) -> AsyncIterator[str]:
-        for key in _walk_files(self._tree, ""):
+        tree = (await self._served_async()).dataset.tree
+        for key in _walk_files(tree, ""):
             yield key
 
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
         # Walk only below the deepest directory the prefix names, then filter on the rest of it.
         directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        entry = self._tree.stat(directory)
+        tree = (await self._served_async()).dataset.tree
+        entry = tree.stat(directory)
         if entry is None or not entry.is_dir:
             return
-        for key in _walk_files(self._tree, directory):
+        for key in _walk_files(tree, directory):
             if key.startswith(prefix):
                 yield key
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
         directory = prefix.rstrip("/")
-        entry = self._tree.stat(directory)
+        tree = (await self._served_async()).dataset.tree
+        entry = tree.stat(directory)
         if entry is None or not entry.is_dir:
             return
-        for name in self._tree.listdir(directory):
+        for name in tree.listdir(directory):
             yield name
 
     def close(self) -> None:
         super().close()
-        self._requests.close()
-        self.dataset.close()
+        with _reopened_lock:
+            if self._opening is not None and _reopened.get(self._opening) is self:
+                del _reopened[self._opening]  # later unpickled copies open the source again
+        if self._finalizer is not None:
+            self._finalizer()
 
 
 def open_store(
-    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    source: SourceArgument,
     timeout: float = DEFAULT_TIMEOUT_S,
     **options: Any,
 ) -> ZarrfsStore:
@@ -141,9 +300,26 @@ def open_store(
     compressor="blosc-lz4", cache_size="1GiB")``. A read that takes longer than ``timeout`` seconds (positive,
     finite) raises ``zarrfs.core.requests.RequestTimeout``, a TimeoutError, where a mount answers EIO.
     """
-    dataset = open_dataset(source, serve_options(**options))
-    try:
-        return ZarrfsStore(dataset, timeout)
-    except BaseException:
-        dataset.close()
-        raise
+    absolute = _absolute(source)
+    parsed = serve_options(**options)
+    served = _serve(absolute, timeout, parsed)
+    opening = StoreOpening(absolute, timeout, parsed, tuple(served.dataset.watch.opened.items()))
+    return ZarrfsStore._of(opening, served)
+
+
+# The stores unpickled in this process, by what they open (see REOPENED_STORES_KEPT): a dask worker unpickles
+# the zarr array and its store with every task, and all of them share one opened source and its cache.
+_reopened: OrderedDict[StoreOpening, ZarrfsStore] = OrderedDict()
+_reopened_lock = threading.Lock()
+
+
+def _unpickled(opening: StoreOpening) -> ZarrfsStore:
+    with _reopened_lock:
+        store = _reopened.get(opening)
+        if store is None:
+            store = _reopened[opening] = ZarrfsStore._of(opening, None)
+            while len(_reopened) > REOPENED_STORES_KEPT:
+                _reopened.popitem(last=False)
+        else:
+            _reopened.move_to_end(opening)
+        return store
