@@ -162,6 +162,7 @@ class ZarrfsStore(Store):
         self._opening = opening
         self._open_lock = threading.Lock()
         self._served: _Served | None = None
+        self._failure: str | None = None  # why reopening failed
         self._finalizer: weakref.finalize[Any, Any] | None = None
         if served is not None:
             self._keep(served)
@@ -175,6 +176,8 @@ class ZarrfsStore(Store):
         with self._open_lock:
             served = self._served
             if served is None:
+                if self._failure is not None:  # the reads of one array that wait for the open fail with it
+                    raise SourceError(self._failure)
                 served = self._reopen()
                 self._keep(served)
             return served
@@ -190,10 +193,18 @@ class ZarrfsStore(Store):
                 served.close()
                 raise
         except ZarrfsError as error:
-            raise SourceError(
+            self._failure = (
                 f"the zarrfs store of {opening.source} cannot be reopened on {socket.gethostname()}: {error}"
-            ) from None
+            )
+            self._forget()  # the next copy unpickled here tries again (the source may be there by then)
+            raise SourceError(self._failure) from None
         return served
+
+    def _forget(self) -> None:
+        """Hand this store out no more to copies unpickled in this process."""
+        with _reopened_lock:
+            if self._opening is not None and _reopened.get(self._opening) is self:
+                del _reopened[self._opening]
 
     async def _served_async(self) -> _Served:
         """The opened source; a first open runs in a worker thread, off the event loop."""
@@ -280,9 +291,7 @@ class ZarrfsStore(Store):
 
     def close(self) -> None:
         super().close()
-        with _reopened_lock:
-            if self._opening is not None and _reopened.get(self._opening) is self:
-                del _reopened[self._opening]  # later unpickled copies open the source again
+        self._forget()  # copies unpickled later open the source again
         if self._finalizer is not None:
             self._finalizer()
 
