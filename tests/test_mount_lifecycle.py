@@ -24,11 +24,10 @@ import pytest
 import tifffile
 import zarr
 from mounting import require_fuse, zarrfs
+from user_namespace import AS_NOBODY, NOBODY, Namespace
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: mounts, namespaces, other users")
 
-NOBODY = 65534
-AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 ZARRFS = [sys.executable, "-m", "zarrfs"]
 IMAGE = np.arange(200 * 300, dtype=np.uint16).reshape(200, 300)
 
@@ -131,48 +130,6 @@ def run_zarrfs(
 
 def assert_serves_the_image(mountpoint: Path) -> None:
     np.testing.assert_array_equal(zarr.open_array(mountpoint / "0", mode="r", zarr_format=2)[...], IMAGE)
-
-
-class Namespace:
-    """Commands as uid 65534 in a private mount namespace: /dev/fuse a node of the given mode, an empty
-    /etc/fuse.conf (no user_allow_other) and no FUSE control files (/sys/fs/fuse/connections empty)."""
-
-    def __init__(self, workdir: Path, fuse_mode: int) -> None:
-        self.workdir = workdir
-        workdir.mkdir()
-        device = os.stat("/dev/fuse").st_rdev
-        self.setup = (
-            'mount -t tmpfs zarrfs-test "$0" && '
-            f'mknod -m {fuse_mode:o} "$0/fuse" c {os.major(device)} {os.minor(device)} && '
-            'mount --bind "$0/fuse" /dev/fuse && '
-            ': > "$0/fuse.conf" && mount --bind "$0/fuse.conf" /etc/fuse.conf && '
-            "mount -t tmpfs zarrfs-test /sys/fs/fuse/connections"
-        )
-
-    def run(
-        self, *command: str | os.PathLike[str], as_nobody: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        """Make the namespace and run ``command`` in it; ``enter`` runs more commands in the same one."""
-        user = AS_NOBODY if as_nobody else []
-        script = f'{self.setup} && exec "$@"'
-        return subprocess.run(
-            ["unshare", "--mount", "sh", "-c", script, str(self.workdir), *user, *map(str, command)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    def enter(
-        self, pid: int, *command: str | os.PathLike[str], as_nobody: bool = True
-    ) -> subprocess.Popen[str]:
-        user = AS_NOBODY if as_nobody else []
-        return subprocess.Popen(
-            ["nsenter", f"--mount=/proc/{pid}/ns/mnt", *user, *map(str, command)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
 
 
 def finished(process: subprocess.Popen[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
