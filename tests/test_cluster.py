@@ -4,7 +4,10 @@ source (tifffile the oracle)."""
 
 from __future__ import annotations
 
+import inspect
+import os
 import pickle
+import re
 import shutil
 import socket
 import subprocess
@@ -19,7 +22,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from mounting import mounted
+from mounting import force_unmount, is_mounted, mounted, require_fuse, require_tools
 
 import zarrfs
 from zarrfs.frontends import store as store_module
@@ -114,6 +117,106 @@ def test_a_worker_without_the_source_says_so_in_one_line_and_tries_again_later(
     )
     (tmp_path / "gone").rename(node)
     assert array.sum(dtype=np.uint64).compute() == source_level(image, "0").sum(dtype=np.uint64)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# README "On a cluster": its job script and its dask-jobqueue example, as they stand there
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_block(language: str, containing: str) -> str:
+    """The one code block of README's "On a cluster" section in ``language`` that holds ``containing``."""
+    section = README.read_text().split("\n## On a cluster\n", 1)[1].split("\n## ", 1)[0]
+    [block] = [
+        block for block in re.findall(f"```{language}\n(.*?)```", section, re.S) if containing in block
+    ]
+    return block
+
+
+def run_job_script(source: Path, mountpoint: Path, directory: Path) -> subprocess.CompletedProcess[str]:
+    """The README's Slurm job script run by bash as sbatch would (its #SBATCH lines are comments), with this
+    interpreter's environment first on PATH for ``zarrfs`` and ``python``."""
+    script = directory / "job.sh"
+    script.write_text(readme_block("bash", "#SBATCH"))
+    bin_dir = Path(sys.executable).parent
+    assert (bin_dir / "zarrfs").exists(), f"no zarrfs command beside {sys.executable}"
+    environment = {
+        **os.environ,
+        "SRC": str(source),
+        "MNT": str(mountpoint),
+        "SLURM_JOB_ID": "14",
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
+    return subprocess.run(
+        ["bash", str(script)], env=environment, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_the_readme_job_script_mounts_computes_and_unmounts(image: Path, tmp_path: Path) -> None:
+    require_fuse()
+    require_tools("mountpoint")
+    mountpoint = tmp_path / "node" / "section.ome.zarr"  # the script makes it
+    try:
+        result = run_job_script(image, mountpoint, tmp_path)
+        assert (result.returncode, result.stderr) == (0, "")
+        assert result.stdout == f"{source_level(image, '0').sum(dtype=np.uint64)}\n"
+        assert not is_mounted(mountpoint)
+        log = Path(f"{mountpoint}.log").read_text()
+        assert "mount is live" in log and f"unmounted {mountpoint}" in log  # the daemon ended
+    finally:
+        force_unmount(mountpoint)
+
+
+def test_the_readme_job_script_stops_when_the_mount_fails(tmp_path: Path) -> None:
+    require_fuse()
+    require_tools("mountpoint")
+    missing = tmp_path / "missing.ome.tif"
+    mountpoint = tmp_path / "node" / "section.ome.zarr"
+    result = run_job_script(missing, mountpoint, tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"zarrfs: error: source not found: {missing}",
+        f"zarrfs mount failed: see {mountpoint}.log",
+    ]
+    assert not is_mounted(mountpoint)
+
+
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")  # the dashboard of the SLURMCluster
+def test_the_readme_dask_jobqueue_example(
+    image: Path,
+    client: distributed.Client,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Its SLURMCluster is made for real (a Slurm job script is all it makes before ``scale``) and its
+    ``scale`` call checked against the real signature; the lines from ``open_store`` on run as written (the
+    image's path replaced) on this module's LocalCluster."""
+    from dask_jobqueue import SLURMCluster
+
+    example = readme_block("python", "SLURMCluster")
+    cluster_part, store_part = example.split("\nstore = ", 1)
+    scale = inspect.signature(SLURMCluster.scale)
+    scaled: list[inspect.BoundArguments] = []
+    namespace: dict[str, object] = {}
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            SLURMCluster, "scale", lambda *args, **kwargs: scaled.append(scale.bind(*args, **kwargs))
+        )
+        patch.setattr(distributed, "Client", lambda cluster: client)
+        exec(cluster_part, namespace)
+    cluster = namespace["cluster"]
+    assert isinstance(cluster, SLURMCluster)
+    try:
+        job_script = cluster.job_script()
+        assert "#SBATCH -t 02:00:00" in job_script and "--nworkers 2" in job_script, job_script
+    finally:
+        cluster.close()
+    assert [bound.arguments.get("jobs") for bound in scaled] == [4]
+    source = re.search(r'open_store\("([^"]+)"', store_part)
+    assert source is not None
+    exec("store = " + store_part.replace(source.group(1), str(image)), namespace)
+    assert capsys.readouterr().out == f"{source_level(image, '0').sum(dtype=np.uint64)}\n"
 
 
 # ----------------------------------------------------------------------------------------------------------
