@@ -293,6 +293,37 @@ def test_a_store_unpickled_after_its_source_was_replaced_refuses_to_serve(
     assert not saved.exists()
 
 
+@pytest.mark.parametrize("change", ["none", "a member replaced", "a member added"])
+def test_a_sequence_store_unpickled_elsewhere_serves_only_the_files_it_was_opened_with(
+    change: str, tmp_path: Path
+) -> None:
+    """A sequence checks its members itself (the watch leaves them out): the fingerprint covers them."""
+    sections = tmp_path / "sections"
+    sections.mkdir()
+    planes = np.random.default_rng(9).integers(0, 2**16, (3, 40, 50), dtype=np.uint16)
+    for index, plane in enumerate(planes):
+        tifffile.imwrite(sections / f"s{index}.tif", plane)
+    pattern = str(sections / "s*.tif")
+    pickled = pickle.dumps(zarr.open_array(zarrfs.open_store(pattern), path="0", mode="r"))
+    if change == "a member replaced":
+        tifffile.imwrite(tmp_path / "new.tif", planes[1])  # the same pixels, another file
+        (tmp_path / "new.tif").rename(sections / "s1.tif")
+    elif change == "a member added":
+        tifffile.imwrite(sections / "s3.tif", planes[0])
+    lines, saved = unpickle_elsewhere(pickled, tmp_path / "a")
+    if change == "none":
+        assert lines == ["opened 1"]
+        np.testing.assert_array_equal(np.load(saved), planes)
+        return
+    files = len(list(sections.iterdir()))
+    host = socket.gethostname()
+    assert lines == [
+        f"SourceError the zarrfs store of {pattern} cannot be reopened on {host}: its {files} files are not "
+        "those it was opened with: one was added, removed, replaced or modified since",
+        "opened 1",
+    ]
+
+
 def test_unpickled_stores_equal_the_original_and_stay_one_per_opening(image: Path) -> None:
     store = zarrfs.open_store(image, chunks=CHUNKS)
     copy = pickle.loads(pickle.dumps(store))

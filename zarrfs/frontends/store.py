@@ -10,6 +10,7 @@ missing there or is not the same file any more (one line, naming the host).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import socket
 import threading
@@ -25,7 +26,6 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarrfs.core import Dataset, open_dataset
 from zarrfs.core.options import ServeOptions, serve_options
 from zarrfs.core.requests import DEFAULT_TIMEOUT_S, RequestPolicy
-from zarrfs.core.staleness import SourceWatch
 from zarrfs.core.tree import FileBytes, VirtualTree
 from zarrfs.errors import SourceError, ZarrfsError
 from zarrfs.sources.identity import FileIdentity
@@ -41,12 +41,14 @@ REOPENED_STORES_KEPT = 4
 class StoreOpening:
     """What a store was opened from, as another process opens it again: the source with absolute paths (a
     worker may have another working directory), the time limit, the parsed options (a ``sequence_list`` is
-    absolute in them too) and the identity of every source file when the store was opened."""
+    absolute in them too), and the files it served: the identity of each watched file as the watch took it
+    before the open (named when it changed), and a fingerprint of every file it reads (a sequence's too)."""
 
     source: str | tuple[str, ...]
     timeout: float
     options: ServeOptions
-    files: tuple[tuple[str, FileIdentity], ...]
+    watched: tuple[tuple[str, FileIdentity], ...]
+    fingerprint: str
 
     def __hash__(self) -> int:  # the options hold dicts; equal openings have equal sources and time limits
         return hash((self.source, self.timeout))
@@ -94,20 +96,39 @@ def _serve(source: str | tuple[str, ...], timeout: float, options: ServeOptions)
         raise
 
 
-def _check_same_files(opening: StoreOpening, watch: SourceWatch) -> None:
-    """Raise SourceError unless the files opened now are those ``opening`` was made from, unchanged."""
-    then = dict(opening.files)
-    now = watch.opened
-    if then.keys() != now.keys():
-        raise SourceError(
-            f"it has other files than when the store was opened ({len(then)} then, {len(now)} now)"
-        )
-    for path, identity in then.items():
-        # One file on a shared file system has another device number on each machine (NFS numbers its mounts
-        # per client); inode, size and times are the file's own.
+def _identity(path: str) -> FileIdentity:
+    try:
+        return FileIdentity.of(path)
+    except OSError as error:
+        raise SourceError(f"cannot check source file {path}: {error.strerror}") from None
+
+
+def _fingerprint(dataset: Dataset) -> str:
+    """A digest of the path and identity of every file ``dataset`` reads: watched files as the watch took them
+    before the open, the others (a sequence's, which the sequence checks itself) as they are now. Device
+    numbers are left out: one file on a shared file system has another on each machine (NFS numbers its
+    mounts per client); inode, size and times are the file's own."""
+    digest = hashlib.sha256()
+    for path in dataset.source.files():
+        _, *identity = dataset.watch.opened.get(path) or _identity(path)
+        digest.update(repr((path, *identity)).encode())
+    return digest.hexdigest()
+
+
+def _check_same_files(opening: StoreOpening, dataset: Dataset) -> None:
+    """Raise SourceError unless ``dataset`` reads the files ``opening`` was made from, unchanged."""
+    now = dataset.watch.opened
+    for path, identity in opening.watched:
+        if path not in now:
+            raise SourceError(f"source {path} is no longer among its files")
         change = identity._replace(device=now[path].device).change_to(now[path])
         if change is not None:
             raise SourceError(f"source {path} {change} since the store was opened")
+    if _fingerprint(dataset) != opening.fingerprint:
+        raise SourceError(
+            f"its {len(dataset.source.files())} files are not those it was opened with: one was added, "
+            "removed, replaced or modified since"
+        )
 
 
 def _byte_slice(size: int, byte_range: ByteRequest | None) -> slice:
@@ -188,7 +209,7 @@ class ZarrfsStore(Store):
         try:
             served = _serve(opening.source, opening.timeout, opening.options)
             try:
-                _check_same_files(opening, served.dataset.watch)
+                _check_same_files(opening, served.dataset)
             except BaseException:
                 served.close()
                 raise
@@ -312,7 +333,12 @@ def open_store(
     absolute = _absolute(source)
     parsed = serve_options(**options)
     served = _serve(absolute, timeout, parsed)
-    opening = StoreOpening(absolute, timeout, parsed, tuple(served.dataset.watch.opened.items()))
+    try:
+        watched = tuple(served.dataset.watch.opened.items())
+        opening = StoreOpening(absolute, timeout, parsed, watched, _fingerprint(served.dataset))
+    except BaseException:
+        served.close()
+        raise
     return ZarrfsStore._of(opening, served)
 
 
