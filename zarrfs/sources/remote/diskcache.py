@@ -277,7 +277,8 @@ class DiskCache:
             self._total = 0
             say, self._said_off = not self._said_off, True
         if say:
-            log.error("disk cache %s: %s; going on without it", self.directory, one_line(error))
+            why = error.strerror or one_line(error)
+            log.error("disk cache %s: %s; going on without it", self.directory, why)
         if dir_fd is not None:
             os.close(dir_fd)
 
