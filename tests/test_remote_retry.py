@@ -129,6 +129,7 @@ def test_http_persistent_503_fails_within_the_deadline_as_unavailable(
         read(http_fs, cat(http_fs, proxy.url + "/blob.bin", 0, 10), timeout=1.0)
     assert time.monotonic() - started < 1.5
     assert not isinstance(raised.value, RemoteDeadline)
+    assert " failed " in str(raised.value)
     assert "times within the time limit (last: HTTP 503)" in str(raised.value)
     assert proxy.count() >= 3
 
@@ -196,6 +197,7 @@ def test_credentials_never_appear_in_retry_log_lines(
     lines = [record.getMessage() for record in caplog.records if record.name.startswith("zarrfs")]
     assert len(lines) == 2
     assert all(f"GET http://***@{host}/blob.bin?*** bytes 0-99 failed" in line for line in lines), lines
+    assert "failed (HTTP 503); retry 1 in" in lines[0]
     for secret in ("hunter2secret", "sig0123456789", "AKIAKEY", "reader"):
         assert not any(secret in line for line in lines)
 
