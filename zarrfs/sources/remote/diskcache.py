@@ -307,22 +307,10 @@ def _read_block(fd: int, digest: bytes) -> tuple[bytes | None, str | None]:
         return None, "not a block file of this key"
     if status.st_size != _HEADER.size + length:
         return None, f"{status.st_size} bytes where its header announces {_HEADER.size + length}"
-    data = _read_all(fd, _HEADER.size, length)
+    data = os.pread(fd, length, _HEADER.size)  # whole: a regular file reads short only at its end
     if len(data) != length or zlib.crc32(data) != checksum:
         return None, "its checksum does not match its data"
     return data, None
-
-
-def _read_all(fd: int, offset: int, length: int) -> bytes:
-    buffer = bytearray(length)
-    view = memoryview(buffer)
-    done = 0
-    while done < length:
-        got = os.preadv(fd, [view[done:]], offset + done)
-        if got == 0:
-            break
-        done += got
-    return bytes(view[:done])
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import errno
+import functools
 import http.client
 import logging
 import random
@@ -210,6 +211,7 @@ def status_of(error: BaseException) -> int | None:
     return None
 
 
+@functools.cache
 def _transient_types() -> tuple[type[BaseException], ...]:
     """Exceptions without a status that a new attempt may not meet (a connection, a body, a timeout)."""
     types: list[type[BaseException]] = [ConnectionError, TimeoutError, http.client.IncompleteRead]
@@ -229,12 +231,8 @@ def _transient_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
-_TRANSIENT_TYPES: tuple[type[BaseException], ...] | None = None
-
-
 def classify(error: BaseException) -> Verdict:
     """Whether ``error`` of one request is worth another attempt (see the module docstring)."""
-    global _TRANSIENT_TYPES
     status = status_of(error)
     if status == PRECONDITION_FAILED:
         return Verdict.CHANGED
@@ -242,14 +240,14 @@ def classify(error: BaseException) -> Verdict:
         return Verdict.TRANSIENT if status in TRANSIENT_STATUSES else Verdict.FINAL
     if isinstance(error, FileNotFoundError | PermissionError):
         return Verdict.FINAL
-    if _TRANSIENT_TYPES is None:
-        _TRANSIENT_TYPES = _transient_types()
-    if any(isinstance(link, _TRANSIENT_TYPES) for link in _chain(error)):
+    if any(isinstance(link, _transient_types()) for link in _chain(error)):
         return Verdict.TRANSIENT
     return Verdict.FINAL
 
 
 def _is_timeout(error: BaseException) -> bool:
+    """Whether a failure was a timeout (botocore's ReadTimeoutError and ConnectTimeoutError are no
+    TimeoutError: their names tell)."""
     return any(isinstance(link, TimeoutError) or "Timeout" in type(link).__name__ for link in _chain(error))
 
 
