@@ -8,7 +8,10 @@ import http.client
 import http.server
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -248,3 +251,35 @@ def test_stopping_never_hangs(served: tuple[str, bytes]) -> None:
     idle.close()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
+
+
+def test_latency_delays_concurrent_requests_side_by_side(served: tuple[str, bytes]) -> None:
+    upstream, data = served
+    with FaultProxy(upstream, latency=0.3) as proxy:
+        results: list[bytes] = []
+        threads = [threading.Thread(target=lambda: results.append(request(proxy.url)[2])) for _ in range(10)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert time.monotonic() - started < 1.5  # not 10 x 0.3 s in a row
+        assert results == [data] * 10
+
+
+def test_the_proxy_runs_from_the_command_line(served: tuple[str, bytes]) -> None:
+    upstream, data = served
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.proxies", upstream, "--latency", "0.05"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        started = time.monotonic()
+        assert request(url, headers={"Range": "bytes=5-9"})[2] == data[5:10]
+        assert time.monotonic() - started >= 0.05
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(10) == 0
