@@ -74,8 +74,8 @@ class Delay:
 
 @dataclass(frozen=True)
 class Reset:
-    """Pass the request on, send the response's headers and its first ``after_bytes`` body bytes, then reset
-    the connection (RST)."""
+    """Pass the request on, send the response's headers and its first ``after_bytes`` body bytes (the whole
+    body if it is shorter), then reset the connection (RST)."""
 
     after_bytes: int = 0
 
@@ -119,7 +119,7 @@ class FaultProxy:
         self._rules: collections.deque[_Rule] = collections.deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
+        self._handlers: set[_Handler] = set()
         self._server = _Server(self)
         self.port = int(self._server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
@@ -178,9 +178,12 @@ class FaultProxy:
         if self._thread.is_alive():
             self._server.shutdown()
         with self._lock:
-            connections = list(self._connections)
-        for connection in connections:
-            _shut(connection)
+            handlers = list(self._handlers)
+        for handler in handlers:  # wake the threads that wait on a client or on the upstream
+            _shut(handler.connection)
+            upstream = handler.upstream
+            if upstream is not None and upstream.sock is not None:
+                _shut(upstream.sock)
         self._server.server_close()  # joins the connection threads (block_on_close)
         self._thread.join(self.timeout)
 
@@ -190,12 +193,12 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _track(self, connection: socket.socket, active: bool) -> None:
+    def _track(self, handler: _Handler, active: bool) -> None:
         with self._lock:
             if active:
-                self._connections.add(connection)
+                self._handlers.add(handler)
             else:
-                self._connections.discard(connection)
+                self._handlers.discard(handler)
 
     def sleep(self, seconds: float) -> None:
         """Wait, but no longer than until the proxy stops."""
@@ -232,12 +235,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.proxy = self.server.proxy
         self.timeout = self.proxy.timeout  # every client socket
-        super().setup()
-        self.proxy._track(self.connection, True)
         self.upstream: http.client.HTTPConnection | None = None
+        super().setup()
+        self.proxy._track(self, True)
 
     def finish(self) -> None:
-        self.proxy._track(self.connection, False)
+        self.proxy._track(self, False)
         if self.upstream is not None:
             self.upstream.close()
         with contextlib.suppress(OSError):  # the connection was dropped or reset on purpose

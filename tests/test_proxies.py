@@ -283,3 +283,24 @@ def test_the_proxy_runs_from_the_command_line(served: tuple[str, bytes]) -> None
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(10) == 0
+
+
+def test_stopping_never_hangs_on_an_upstream_that_does_not_answer() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections (backlog), never answers
+        proxy = FaultProxy(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=60).start()
+        failures: list[BaseException] = []
+
+        def waiting_client() -> None:
+            try:
+                request(proxy.url)
+            except BaseException as error:
+                failures.append(error)
+
+        client = threading.Thread(target=waiting_client)
+        client.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        proxy.stop()
+        assert time.monotonic() - started < 2
+        client.join(5)
+        assert not client.is_alive() and failures  # unanswered
