@@ -142,6 +142,7 @@ def test_http_final_statuses_are_not_retried(proxy: FaultProxy, http_fs: Any) ->
     with pytest.raises(Exception) as raised:  # aiohttp's ClientResponseError, unchanged
         read(http_fs, cat(http_fs, proxy.url + "/blob.bin", 0, 10))
     assert status_of(raised.value) == 403
+    assert proxy.count() == 2  # fsspec's HEAD and GET of one attempt: no retry
     assert proxy.count() == 2
 
 
@@ -303,3 +304,17 @@ def test_s3_final_errors_and_a_changed_object_are_not_retried(
     with pytest.raises(ObjectChanged):  # moto's own PreconditionFailed
         read(s3_fs, s3_get(s3_fs, "blob.bin", 0, 10, IfMatch='"another-etag"'))
     assert s3_proxy.count("GET") == 1
+
+
+def test_http_info_failing_with_503_is_retried(proxy: FaultProxy, http_fs: Any) -> None:
+    # fsspec's info turns every failure into FileNotFoundError, the response error its cause: 503 must count.
+    proxy.inject(Status(503), Status(503), Status(503), Status(503))
+    info = read(http_fs, lambda: http_fs._info(proxy.url + "/blob.bin"))
+    assert info["size"] == SIZE
+    assert [seen.method for seen in proxy.requests] == ["HEAD", "GET", "HEAD", "GET", "HEAD"]
+    proxy.clear()
+    proxy.inject(Status(403), Status(403), Status(403), Status(403))
+    with pytest.raises(FileNotFoundError) as raised:
+        read(http_fs, lambda: http_fs._info(proxy.url + "/blob.bin"))
+    assert status_of(raised.value) == 403
+    assert proxy.count() == 2  # fsspec's HEAD and GET of one attempt: no retry
