@@ -1,0 +1,1 @@
+"""Sources at URLs (http(s)://, s3:// and other fsspec protocols)."""
