@@ -180,9 +180,15 @@ def write_cog(path: Path, field_: Field, side: int, block: int) -> None:
 
 def write_tiled_stack(path: Path, field_: Field, shape: tuple[int, int, int]) -> None:
     """A z-stack OME-TIFF of deflate tiles 256x256 (level 1), as microscopes write compressed stacks."""
+    tiles = (
+        plane[y : y + TILE, x : x + TILE]
+        for plane in stack_planes(field_, shape)
+        for y in range(0, shape[1], TILE)
+        for x in range(0, shape[2], TILE)
+    )
     tifffile.imwrite(
         path,
-        stack_planes(field_, shape),
+        tiles,
         shape=shape,
         dtype="uint16",
         tile=(TILE, TILE),

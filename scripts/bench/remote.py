@@ -154,26 +154,23 @@ def _local_region(path: Path, region: tuple[slice, ...]) -> np.ndarray:
 
 def _full_reads(session: Session, image: Image, url: str, latency: float, counter: RequestCounter) -> None:
     """tifffile over fsspec, then tensorstore through a mount of the URL with an empty disk cache, then
-    through a fresh mount with the same disk cache (the second pass)."""
+    through a fresh mount with the same disk cache (the second pass). The requests of a mount's row include
+    those of mounting it."""
+    counter.since_last()
     _timed(session, image, latency, "fsspec_tifffile", partial(_fsspec_read, url), counter)
     disk_cache = session.workdir / f"disk-cache-{image.key}"
     shutil.rmtree(disk_cache, ignore_errors=True)
     cache_options = ["--disk-cache", str(disk_cache)] if _has_disk_cache() else []
     try:
-        with _mount(session, image, url, f"full-{latency:g}ms", cache_options) as mount:
-            level0 = os.path.join(mount.mountpoint, "0")
-            _timed(session, image, latency, "mount_tensorstore", partial(ts_read, level0), counter, mount.pid)
-        if not cache_options:
-            _not_measured(
-                session,
-                image,
-                f"second pass from the disk cache, {latency:g} ms",
-                "zarrfs mount has no --disk-cache",
-            )
-            return
-        with _mount(session, image, url, f"cached-{latency:g}ms", cache_options) as mount:
-            level0 = os.path.join(mount.mountpoint, "0")
-            _timed(session, image, latency, "disk_cache", partial(ts_read, level0), counter, mount.pid)
+        for tool, name in (("mount_tensorstore", "full"), ("disk_cache", "cached")):
+            if tool == "disk_cache" and not cache_options:
+                reason = "zarrfs mount has no --disk-cache"
+                _not_measured(session, image, f"second pass from the disk cache, {latency:g} ms", reason)
+                break
+            counter.since_last()
+            with _mount(session, image, url, f"{name}-{latency:g}ms", cache_options) as mount:
+                level0 = os.path.join(mount.mountpoint, "0")
+                _timed(session, image, latency, tool, partial(ts_read, level0), counter, mount.pid)
     except MountFailed as error:
         _not_measured(session, image, f"full read through a mount of the URL, {latency:g} ms", error.reason)
     finally:
@@ -189,7 +186,7 @@ def _timed(
     counter: RequestCounter,
     pid: int | None = None,
 ) -> None:
-    counter.since_last()
+    """One prepared, timed read, with the requests made since the counter's last call."""
     run = session.measure(image, f"{tool}@{latency:g}ms", read, pid)
     requests = counter.since_last()
     entry = RemoteRead(image.key, latency, tool, run.seconds, run.nbytes, requests.count, requests.nbytes)

@@ -47,7 +47,7 @@ SERVERS = {
 # The reads of the remote rows (issue 15), by identifier: the label each shows.
 REMOTE_TOOLS = {
     "fsspec_tifffile": "tifffile.imread over fsspec.open(url) (in-process)",
-    "mount_tensorstore": "tensorstore through a mount of the URL (empty --disk-cache)",
+    "mount_tensorstore": "tensorstore through a fresh mount of the URL",
     "disk_cache": "tensorstore through a fresh mount, the same --disk-cache (second pass)",
 }
 

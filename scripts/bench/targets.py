@@ -322,9 +322,10 @@ def _http(session: Session) -> Iterator[Target]:
             )
 
 
-def _not_measured(session: Session, key: str, name: str, image: str, goal: str) -> Target:
-    """A target whose figure this run could not take: a miss, with the reasons the run recorded."""
-    reasons = session.results.not_measured(image) or ["no figure recorded"]
+def _not_measured(session: Session, key: str, name: str, image: str, goal: str, about: str = "") -> Target:
+    """A target whose figure this run could not take: a miss, with the reasons the run recorded (those that
+    mention ``about``, e.g. a latency)."""
+    reasons = [r for r in session.results.not_measured(image) if about in r] or ["no figure recorded"]
     return Target(key, name, image, "not measured", goal, False, reasons)
 
 
@@ -387,7 +388,7 @@ def _remote(session: Session) -> Iterator[Target]:
                     (e for e in results.remote_open if (e.image, e.latency_ms) == (image.key, latency)), None
                 )
                 if entry is None:
-                    yield _not_measured(session, key, name, image.key, goal)
+                    yield _not_measured(session, key, name, image.key, goal, f"{latency:g} ms")
                     continue
                 yield _verdict(
                     key,
@@ -404,7 +405,7 @@ def _remote(session: Session) -> Iterator[Target]:
                 mount = results.remote_read(image.key, "mount_tensorstore", latency)
                 fsspec = results.remote_read(image.key, "fsspec_tifffile", latency)
                 if mount is None or fsspec is None:
-                    yield _not_measured(session, key, name, image.key, goal)
+                    yield _not_measured(session, key, name, image.key, goal, f"{latency:g} ms")
                     continue
                 ratio = fsspec.seconds / mount.seconds
                 yield _verdict(
