@@ -46,6 +46,8 @@ def run(session: Session, image: Image) -> None:
     layout = repository_layout(params["images"], params["dirs"], params["listed"])
     entry = Repository(image.key, len(layout), params["dirs"], parse_size(CACHE))
     session.results.repository.append(entry)
+    for name in layout:  # the sources in the page cache, as for every other row
+        (image.path / name).read_bytes()
     try:
         # Zarr v2 only (the default layout), so that find lists one .zattrs per image node.
         with Mount(

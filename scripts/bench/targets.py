@@ -370,7 +370,17 @@ def _repository(session: Session) -> Iterator[Target]:
                 shown += f" ({entry.rss / MB:.0f} MB, cache {entry.cache / MB:.0f} MB)"
             if family == "repo_first_read" and entry:
                 shown += f" ({len(entry.first_reads)} nodes, max {max(entry.first_reads):.1f} ms)"
-            yield _verdict(key, name, image, shown, goal, GOALS[key].met(value))
+            explain = _settle_explained if family == "repo_visible" else None
+            yield _verdict(key, name, image, shown, goal, GOALS[key].met(value), explain)
+
+
+def _settle_explained() -> list[str]:
+    """Why a new file can take longer than the goal: zarrfs waits until it has not changed for --settle."""
+    return [
+        "the time includes zarrfs's --settle wait (a file is shown once unchanged that long; see "
+        "`zarrfs mount --help` for its default): a new file cannot appear sooner than --settle after its "
+        "last write"
+    ]
 
 
 def _remote(session: Session) -> Iterator[Target]:

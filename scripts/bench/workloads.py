@@ -408,10 +408,10 @@ def _load(session: Session, image: Image, server: str, url: str, copy: os.PathLi
 
 def run_image(session: Session, image: Image) -> None:
     """Every workload that applies to ``image``, in the order that keeps each one's caches apart."""
-    warm_image(image)
     if image.format == "repository":
         repository.run(session, image)
         return
+    warm_image(image)
     if image.format == "remote":
         remote.run(session, image)
         return
