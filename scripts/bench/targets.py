@@ -10,7 +10,7 @@ from functools import partial
 
 from . import misses
 from .images import MB, Image
-from .results import TOOLS, Serving
+from .results import TOOLS, RemoteOpen, RemoteRead, Repository, Serving
 from .servers import CONNECTIONS
 from .session import Session
 
@@ -330,57 +330,59 @@ def _not_measured(session: Session, key: str, name: str, image: str, goal: str, 
 
 
 def _repository(session: Session) -> Iterator[Target]:
-    images = {image.key for image in session.images if image.format == "repository"}
-    entries = {entry.image: entry for entry in session.results.repository}
-    for image in sorted(images):
-        entry = entries.get(image)
-        figures = {
-            "repo_mount": ("Mount of the repository tree", "s", entry.mount if entry else math.nan),
-            "repo_ls": (
-                f"ls -l of a {entry.listed if entry and entry.listed else 'large'}-entry directory, cold",
-                "s",
-                entry.ls if entry else math.nan,
-            ),
+    for entry in session.results.repository:
+        listed = f"{entry.listed:,}" if entry.listed else "large"
+        figures = {  # family: (name, unit, figure); NaN where the run could not measure it
+            "repo_mount": ("Mount of the repository tree", "s", entry.mount),
+            "repo_ls": (f"ls -l of a {listed}-entry directory, cold", "s", entry.ls),
             "repo_first_read": (
                 "First read of an image node (.zattrs + .zarray + chunk), median",
                 "ms",
-                entry.first_read_p50 if entry else math.nan,
+                entry.first_read_p50,
             ),
             "repo_rss": (
                 "Daemon RSS after find opened every image, beyond the cache",
                 "MB",
-                (entry.rss - entry.cache) / MB if entry and entry.rss else math.nan,
+                (entry.rss - entry.cache) / MB if entry.rss else math.nan,
             ),
-            "repo_visible": (
-                "A file written while mounted: listed and read",
-                "s",
-                entry.visible if entry else math.nan,
-            ),
+            "repo_visible": ("A file written while mounted: listed and read", "s", entry.visible),
         }
         for family, (name, unit, value) in figures.items():
-            key = f"{family}.{image}"
-            if key not in GOALS:
-                continue
+            key = f"{family}.{entry.image}"
             goal = f"{GOALS[key]} {unit}"
             if math.isnan(value):
-                yield _not_measured(session, key, name, image, goal)
+                yield _not_measured(session, key, name, entry.image, goal)
                 continue
             shown = f"{value:.3f} {unit}" if unit == "s" else f"{value:.1f} {unit}"
-            if family == "repo_rss" and entry:
+            if family == "repo_rss":
                 shown += f" ({entry.rss / MB:.0f} MB, cache {entry.cache / MB:.0f} MB)"
-            if family == "repo_first_read" and entry:
+            if family == "repo_first_read":
                 shown += f" ({len(entry.first_reads)} nodes, max {max(entry.first_reads):.1f} ms)"
-            explain = _settle_explained if family == "repo_visible" else None
-            yield _verdict(key, name, image, shown, goal, GOALS[key].met(value), explain)
+            yield _verdict(
+                key,
+                name,
+                entry.image,
+                shown,
+                goal,
+                GOALS[key].met(value),
+                partial(_repository_miss, entry, family),
+            )
 
 
-def _settle_explained() -> list[str]:
-    """Why a new file can take longer than the goal: zarrfs waits until it has not changed for --settle."""
-    return [
-        "the time includes zarrfs's --settle wait (a file is shown once unchanged that long; see "
-        "`zarrfs mount --help` for its default): a new file cannot appear sooner than --settle after its "
-        "last write"
+def _repository_miss(entry: Repository, family: str) -> list[str]:
+    """The mount's other figures, as context; for a new file, the settle wait it includes."""
+    found = f"{entry.found:,} images in {entry.find:.1f} s" if entry.found else "n/a"
+    lines = [
+        f"the same mount: mount {entry.mount:.3f} s, ls -l {entry.ls:.3f} s, find {found}, "
+        f"daemon RSS {entry.rss / MB:.0f} MB with a {entry.cache / MB:.0f} MB cache"
     ]
+    if family == "repo_visible":
+        lines.append(
+            "the time includes zarrfs's --settle wait (a file is shown once unchanged that long; see "
+            "`zarrfs mount --help` for its default): a new file cannot appear sooner than --settle after its "
+            "last write"
+        )
+    return lines
 
 
 def _remote(session: Session) -> Iterator[Target]:
@@ -408,6 +410,7 @@ def _remote(session: Session) -> Iterator[Target]:
                     "for zarr open + chunk)",
                     goal,
                     GOALS[key].met(entry.total),
+                    partial(_remote_open_miss, entry),
                 )
             elif family == "remote_full_read":
                 name = f"Full read over HTTP through the mount vs tifffile over fsspec, {latency:g} ms added"
@@ -426,4 +429,21 @@ def _remote(session: Session) -> Iterator[Target]:
                     f"{fsspec.requests} requests)",
                     goal,
                     GOALS[key].met(ratio),
+                    partial(_remote_read_miss, mount, fsspec),
                 )
+
+
+def _remote_open_miss(entry: RemoteOpen) -> list[str]:
+    return [
+        f"mount {entry.mount:.2f} s ({entry.open_requests} requests, {entry.open_bytes / MB:.1f} MB), "
+        f"zarr open {entry.open:.2f} s, chunk {entry.chunk:.2f} s ({entry.chunk_requests} requests for "
+        f"both); {entry.latency_ms:g} ms per round trip"
+    ]
+
+
+def _remote_read_miss(mount: RemoteRead, fsspec: RemoteRead) -> list[str]:
+    return [
+        f"{entry.label}: {entry.requests:,} requests, {entry.request_bytes / MB:,.0f} MB, "
+        f"{entry.gbps:.2f} GB/s"
+        for entry in (mount, fsspec)
+    ]
