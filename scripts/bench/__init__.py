@@ -66,7 +66,7 @@ and 15), targets and misses (goals, reasons for misses, profiling), report, cli.
 # What a run costs, stated once: --help prints it, and README.md and the Makefile quote it word for word
 # (tests/test_bench.py checks that they do).
 COST = (
-    "full run ~20-27 min (plus ~6 min to generate the images the first time) and ~11 GB free disk in "
-    "--workdir; --quick ~8-14 min and ~0.7 GB (longer on a busy machine: each timed read first waits up to "
+    "full run ~30-38 min (plus ~7 min to generate the images the first time) and ~13 GB free disk in "
+    "--workdir; --quick ~10-16 min and ~0.7 GB (longer on a busy machine: each timed read first waits up to "
     "20 s for quiet)"
 )
