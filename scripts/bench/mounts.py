@@ -35,6 +35,17 @@ class MountFailed(RuntimeError):
         super().__init__(f"mount failed: {command}: {stderr.strip()}")
 
 
+# What a client raises when a mount answers EIO or lacks a file: OSError (system calls), ValueError and
+# RuntimeError (tensorstore), KeyError (zarr-python). A row that meets one is not measured, the run goes on.
+READ_FAILED = (OSError, RuntimeError, ValueError, KeyError)
+
+
+def failure(error: BaseException) -> str:
+    """One line for a row that was not measured."""
+    first = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {first[0][:300] if first else ''}"
+
+
 class Mount:
     """``with Mount(src, mnt, options) as m``: m.seconds (time until live), m.pid, m.peak_rss after exit."""
 

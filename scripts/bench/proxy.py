@@ -30,11 +30,14 @@ async def _delayed_pump(
 
     async def send() -> None:
         writer = await upstream
+        # A request sent during the handshake leaves only once it is done: the handshake's round trip first,
+        # then the request's own.
+        earliest = loop.time() + latency
         while True:
             due, data = await queue.get()
             if not data:
                 break
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            await asyncio.sleep(max(0.0, due - loop.time(), earliest - loop.time()))
             writer.write(data)
             await writer.drain()
         with contextlib.suppress(OSError):

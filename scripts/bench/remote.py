@@ -23,9 +23,9 @@ import tifffile
 
 from .chunkfiles import center_chunk_region
 from .images import MB, Image
-from .mounts import Mount, MountFailed
+from .mounts import READ_FAILED, Mount, MountFailed, failure
 from .readers import ts_read
-from .results import RemoteOpen, RemoteRead, Unmeasured
+from .results import REMOTE_TOOLS, RemoteOpen, RemoteRead, Unmeasured
 from .servers import Requests, Server, count_requests, nginx_server
 from .session import Session, warm_image
 
@@ -127,6 +127,9 @@ def _first_chunk(session: Session, image: Image, url: str, latency: float, count
     except MountFailed as error:
         _not_measured(session, image, f"first chunk over HTTP, {latency:g} ms", error.reason)
         return
+    except READ_FAILED as error:
+        _not_measured(session, image, f"first chunk over HTTP, {latency:g} ms", failure(error))
+        return
     if not np.array_equal(np.asarray(chunk), _local_region(image.path, region)):
         session.results.mismatches.append(
             f"image {image.key}: the first chunk over HTTP differs from tifffile's"
@@ -163,16 +166,21 @@ def _full_reads(session: Session, image: Image, url: str, latency: float, counte
     cache_options = ["--disk-cache", str(disk_cache)] if _has_disk_cache() else []
     try:
         for tool, name in (("mount_tensorstore", "full"), ("disk_cache", "cached")):
+            what = f"{REMOTE_TOOLS[tool]}, {latency:g} ms"
             if tool == "disk_cache" and not cache_options:
-                reason = "zarrfs mount has no --disk-cache"
-                _not_measured(session, image, f"second pass from the disk cache, {latency:g} ms", reason)
-                break
+                _not_measured(session, image, what, "zarrfs mount has no --disk-cache")
+                return
             counter.since_last()
-            with _mount(session, image, url, f"{name}-{latency:g}ms", cache_options) as mount:
-                level0 = os.path.join(mount.mountpoint, "0")
-                _timed(session, image, latency, tool, partial(ts_read, level0), counter, mount.pid)
-    except MountFailed as error:
-        _not_measured(session, image, f"full read through a mount of the URL, {latency:g} ms", error.reason)
+            try:
+                with _mount(session, image, url, f"{name}-{latency:g}ms", cache_options) as mount:
+                    level0 = os.path.join(mount.mountpoint, "0")
+                    _timed(session, image, latency, tool, partial(ts_read, level0), counter, mount.pid)
+            except MountFailed as error:
+                _not_measured(session, image, what, error.reason)
+                return
+            except READ_FAILED as error:
+                _not_measured(session, image, what, failure(error))
+                return
     finally:
         shutil.rmtree(disk_cache, ignore_errors=True)
 
