@@ -400,7 +400,7 @@ def _remote(session: Session) -> Iterator[Target]:
                     (e for e in results.remote_open if (e.image, e.latency_ms) == (image.key, latency)), None
                 )
                 if entry is None:
-                    yield _not_measured(session, key, name, image.key, goal, f"{latency:g} ms")
+                    yield _not_measured(session, key, name, image.key, goal, f", {latency:g} ms")
                     continue
                 yield _verdict(
                     key,
@@ -418,7 +418,7 @@ def _remote(session: Session) -> Iterator[Target]:
                 mount = results.remote_read(image.key, "mount_tensorstore", latency)
                 fsspec = results.remote_read(image.key, "fsspec_tifffile", latency)
                 if mount is None or fsspec is None:
-                    yield _not_measured(session, key, name, image.key, goal, f"{latency:g} ms")
+                    yield _not_measured(session, key, name, image.key, goal, f", {latency:g} ms")
                     continue
                 ratio = fsspec.seconds / mount.seconds
                 yield _verdict(
