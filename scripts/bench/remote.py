@@ -134,6 +134,7 @@ def _first_chunk(session: Session, image: Image, url: str, latency: float, count
         session.results.mismatches.append(
             f"image {image.key}: the first chunk over HTTP differs from tifffile's"
         )
+        session.log(f"  WARNING: image {image.key}: the first chunk over HTTP differs from tifffile's")
     best = min(runs, key=lambda run: run.total)
     best.runs = [run.total for run in runs]
     session.results.remote_open.append(best)
