@@ -4,13 +4,14 @@ results into one verdict per target that was measured."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
 from . import misses
 from .images import MB, Image
-from .results import TOOLS, RemoteOpen, RemoteRead, Repository, Serving
+from .results import TOOLS, RemoteOpen, RemoteRead, Repository, Row, Serving
 from .servers import CONNECTIONS
 from .session import Session
 
@@ -305,6 +306,7 @@ def _http(session: Session) -> Iterator[Target]:
             f"{versus})",
             f"{GOALS[key]} {unit}",
             GOALS[key].met(_served_figure(entry)),
+            _shared_cores,
         )
     for image in session.images:
         http = results.find(image.key, "http_tensorstore")
@@ -319,7 +321,22 @@ def _http(session: Session) -> Iterator[Target]:
                 f"{ratio:.2f}x ({http.seconds:.2f} vs {fuse.seconds:.2f} s)",
                 f"{GOALS[key]}x",
                 GOALS[key].met(ratio),
+                partial(_http_read_miss, results.find(image.key, "nginx_tensorstore")),
             )
+
+
+def _shared_cores() -> list[str]:
+    return [
+        f"wrk (2 threads, {CONNECTIONS} connections) and the server share this machine's {os.cpu_count()} "
+        "cores: the figure is the pair's, nginx's beside it is measured the same way"
+    ]
+
+
+def _http_read_miss(nginx: Row | None) -> list[str]:
+    """The same cold read from nginx over the converted copy: what HTTP itself costs here."""
+    if nginx is None:
+        return ["no read from nginx to compare"]
+    return [f"the same read from nginx over a converted copy: {nginx.seconds:.2f} s ({nginx.gbps:.2f} GB/s)"]
 
 
 def _not_measured(session: Session, key: str, name: str, image: str, goal: str, about: str = "") -> Target:
