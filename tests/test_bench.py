@@ -7,6 +7,7 @@ import math
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -143,3 +144,42 @@ def test_bench_runs_every_workload_on_tiny_images(tmp_path: Path, monkeypatch: p
     # No server is left running (zarrfs serve names the source, nginx its config, both under tmp_path).
     for process in psutil.process_iter(["cmdline"]):
         assert not any(str(tmp_path) in part for part in process.info["cmdline"] or [])
+
+
+def test_latency_proxy_delays_each_round_trip(tmp_path: Path) -> None:
+    """The remote rows' proxy (issue 15): a new connection costs one added latency, each request on it
+    another; answers come back whole."""
+    import functools
+    import http.client
+    import http.server
+    import threading
+
+    from scripts.bench.remote import front
+
+    (tmp_path / "data.bin").write_bytes(bytes(range(256)) * 4096)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: the requests below share one connection
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(tmp_path))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    latency, requests = 0.1, 4
+    try:
+        with front(f"http://127.0.0.1:{server.server_address[1]}", latency * 1000, tmp_path) as base:
+            host, port = base.removeprefix("http://").rsplit(":", 1)
+            connection = http.client.HTTPConnection(host, int(port), timeout=30)
+            start = time.perf_counter()
+            for _ in range(requests):
+                connection.request("GET", "/data.bin")
+                assert connection.getresponse().read() == (tmp_path / "data.bin").read_bytes()
+            elapsed = time.perf_counter() - start
+            connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (requests + 1) * latency <= elapsed < (requests + 1) * latency + 2.0

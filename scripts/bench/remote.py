@@ -40,7 +40,7 @@ def run(session: Session, image: Image) -> None:
     access_log.unlink(missing_ok=True)
     with nginx_server(image.path.parent, session.workdir / "nginx", session.log_dir, access_log) as nginx:
         for latency in LATENCIES_MS:
-            with _front(nginx.url, latency, session.log_dir) as base:
+            with front(nginx.url, latency, session.log_dir) as base:
                 counter = RequestCounter(access_log)
                 url = f"{base}/{image.path.name}"
                 if image.full_read:
@@ -50,7 +50,7 @@ def run(session: Session, image: Image) -> None:
 
 
 @contextlib.contextmanager
-def _front(url: str, latency: float, log_dir: Path) -> Iterator[str]:
+def front(url: str, latency: float, log_dir: Path) -> Iterator[str]:
     """The base URL clients use: nginx itself, or the delaying proxy in front of it."""
     if not latency:
         yield url
