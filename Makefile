@@ -74,7 +74,7 @@ bench-deps:
 	$(call require_tools,$(BENCH_TOOLS),$(BENCH_PACKAGES),the bench needs)
 
 # Benchmarks against the alternatives users would pick (scripts/bench/); writes BENCHMARKS.md.
-# Cost: full run ~20-27 min (plus ~6 min to generate the images the first time) and ~11 GB free disk in --workdir; --quick ~8-14 min and ~0.7 GB (longer on a busy machine: each timed read first waits up to 20 s for quiet).
+# Cost: full run ~30-38 min (plus ~7 min to generate the images the first time) and ~13 GB free disk in --workdir; --quick ~10-16 min and ~0.7 GB (longer on a busy machine: each timed read first waits up to 20 s for quiet).
 bench: setup bench-deps
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m scripts.bench --output BENCHMARKS.md

@@ -1,4 +1,4 @@
-"""Benchmark zarrfs against the tools users would pick instead, side by side in one run (issues 4, 12, 13).
+"""Benchmark zarrfs against the tools users would pick instead, side by side in one run (issues 4, 12-15).
 
     python -m scripts.bench --output BENCHMARKS.md      # full run (what `make bench` does)
     python -m scripts.bench --quick                     # smoke run on small images
@@ -20,6 +20,11 @@ present; the directory must stay out of version control):
   k  sequence/       one deflate-tiled 2-D TIFF per plane, served through the glob sequence/s_*.tif
   l  many/           2,000 small TIFF files as one sequence (mount and first chunk only)
   w  served.tif      2-D uint16 plane, 8192x8192, for the HTTP rows
+  r  repository/     20,000 small images (64x64 TIFF, one in 50 a NIfTI .nii.gz) in 200 directories, 1,000 of
+                     them in the first; a text file per directory that no reader opens (6 s to write)
+  u  cog.tif         sparse COG-like BigTIFF of 81 GB logical size, deflate tiles, reduced levels in SubIFDs
+                     down to one tile, only a central block of tiles per level stored (~17 MB), read over HTTP
+  v  remote-stack.ome.tif  OME-TIFF z-stack, uint16, deflate tiles 256x256, 1 GiB, read over HTTP
 
 Workloads (each read through the mount uses a fresh mount: zarrfs cache and kernel page cache empty, the
 source file itself in the page cache):
@@ -37,20 +42,31 @@ source file itself in the page cache):
   8  HTTP (w): a cold full read with tensorstore over HTTP from `zarrfs serve`, from nginx over a copy of the
      mount's tree, and through a FUSE mount; wrk (16 connections) on one warm 512 KiB chunk and on one
      metadata document of each server. The servers listen on 127.0.0.1 and are stopped after their rows.
+  9  a repository (r), one `zarrfs mount TREE MNT`: mount time, a cold `ls -l` of the 1,000-entry
+     directory, the first read of single image nodes (.zattrs + .zarray + chunk), `find MNT -name .zattrs`
+     over the whole tree (opens every image; time and images/s), the daemon's VmRSS after that, and how soon
+     a TIFF written into the tree while mounted is listed and read
+  10 remote sources (u, v) from nginx, directly (0 ms) and through scripts/bench/proxy.py adding 20 ms per
+     request round trip; requests counted in nginx's access log: time to first chunk of the COG through a
+     fresh mount of its URL and the requests to open it; a full read of the OME-TIFF through the mount
+     (tensorstore) vs tifffile.imread over fsspec.open(url), then through a fresh mount from the same
+     --disk-cache. Rows whose feature this zarrfs lacks (a directory or URL as SOURCE, --disk-cache) are
+     reported as not measured, with zarrfs's reason.
 
 Prints PASS/FAIL per target (scripts/bench/targets.py: GOALS) and writes the report (--output). Missed
 targets are re-run under py-spy (when installed) and the report lists where the time went. Every mount is
 unmounted (also on Ctrl-C).
 
 Modules: images, synth and formats (the generated images), mounts (on tests/mounting.py), servers
-(zarrfs serve, nginx, wrk), host (page cache, memory, load), readers and chunkfiles (the tools compared, the
-mount's files), workloads, targets and misses (goals, reasons for misses, profiling), report, cli.
+(zarrfs serve, nginx, wrk), proxy (the delaying proxy), host (page cache, memory, load), readers and
+chunkfiles (the tools compared, the mount's files), workloads, repository and remote (the rows of issues 14
+and 15), targets and misses (goals, reasons for misses, profiling), report, cli.
 """
 
 # What a run costs, stated once: --help prints it, and README.md and the Makefile quote it word for word
 # (tests/test_bench.py checks that they do).
 COST = (
-    "full run ~20-27 min (plus ~6 min to generate the images the first time) and ~11 GB free disk in "
-    "--workdir; --quick ~8-14 min and ~0.7 GB (longer on a busy machine: each timed read first waits up to "
+    "full run ~30-38 min (plus ~7 min to generate the images the first time) and ~13 GB free disk in "
+    "--workdir; --quick ~10-16 min and ~0.7 GB (longer on a busy machine: each timed read first waits up to "
     "20 s for quiet)"
 )

@@ -19,12 +19,17 @@ import numpy as np
 import tifffile
 
 from .formats import (
+    NIFTI_EVERY,
+    REPO_SIDE,
     SEQUENCE_GLOB,
+    write_cog,
     write_hdf5,
     write_nifti,
+    write_repository,
     write_sequence,
     write_sparse_hdf5,
     write_tensorstore,
+    write_tiled_stack,
 )
 from .synth import TILE, Field, plane_tiles, slide_tiles, sparse_tiles, stack_planes
 
@@ -52,17 +57,27 @@ class Sizes:
     many_files: int  # (l) files of the sequence whose mount and first chunk are timed
     http_plane: int  # (w) side of the plane served over HTTP
     wrk_seconds: int  # each wrk run
+    repo_images: int  # (r) images of the repository tree
+    repo_dirs: int  # (r) its directories
+    repo_listed: int  # (r) images of the directory whose listing is timed (the rest share the others)
+    cog_side: int  # (u) side of the sparse remote COG
+    cog_block: int  # (u) side of its written central block, in tiles
+    remote_stack: tuple[int, int, int]  # (v) z, y, x of the OME-TIFF read whole over HTTP
 
 
 # 20 GB of logical uint16 pixels, of which four 1024x1024 planes are stored.
 SPARSE_VOLUME = (80, 16384, 8192)
+# 80 GB of logical uint16 pixels (784x784 tiles of 256): the remote COG (issue 15).
+COG_SIDE = 200704
 FULL = Sizes(
     "full", 36864, (128, 2048, 2048), 24576, 6, 163840, 32, "512MiB", 400, "",
     (64, 2048, 2048), "128MiB", SPARSE_VOLUME, 2000, 8192, 10,
+    20000, 200, 1000, COG_SIDE, 8, (128, 2048, 2048),
 )  # fmt: skip
 QUICK = Sizes(
     "quick", 8192, (16, 1024, 1024), 4096, 4, 163840, 8, "32MiB", 150, "-quick",
     (16, 1024, 1024), "8MiB", SPARSE_VOLUME, 2000, 4096, 4,
+    400, 4, 100, 65536, 4, (16, 1024, 1024),
 )  # fmt: skip
 
 
@@ -78,7 +93,7 @@ class Image:
     description: str
     full_read: bool = True  # False for the virtual images (too big, or only their mount is timed)
     params: dict[str, Any] = field(default_factory=dict)
-    format: str = "tiff"  # "tiff", "hdf5", "nifti", "zarr", "n5", "sequence" or "http"
+    format: str = "tiff"  # "tiff", "hdf5", "nifti", "zarr", "n5", "sequence", "http", "repository", "remote"
     reference: str = "tifffile"  # the tool (results.TOOLS) whose full read the mount's is compared with
     cache: str | None = None  # --cache-size of the full reads through the mount (None: zarrfs's default)
     pattern: str = ""  # a file sequence: the glob of its files in ``path`` (a directory)
@@ -104,11 +119,17 @@ class Image:
 
 
 # Every image's key, in run order (--only picks a subset).
-IMAGE_KEYS = "abcdefghijklw"
+IMAGE_KEYS = "abcdefghijklwruv"
 
 
 def image_specs(sizes: Sizes, workdir: Path) -> list[Image]:
-    return [*tiff_specs(sizes, workdir), *format_specs(sizes, workdir), http_spec(sizes, workdir)]
+    return [
+        *tiff_specs(sizes, workdir),
+        *format_specs(sizes, workdir),
+        http_spec(sizes, workdir),
+        repository_spec(sizes, workdir),
+        *remote_specs(sizes, workdir),
+    ]
 
 
 def tiff_specs(sizes: Sizes, workdir: Path) -> list[Image]:
@@ -237,6 +258,60 @@ def http_spec(sizes: Sizes, workdir: Path) -> Image:
     )
 
 
+def repository_spec(sizes: Sizes, workdir: Path) -> Image:
+    n, dirs = sizes.repo_images, sizes.repo_dirs
+    return Image(
+        "r",
+        f"repository of {n:,} small images",
+        workdir / f"repository{sizes.suffix}",
+        "uncompressed",
+        (n, REPO_SIDE, REPO_SIDE),
+        "uint16",
+        "zyx",
+        f"{n:,} images in {dirs} directories ({sizes.repo_listed:,} in the first, the rest evenly spread): "
+        f"{REPO_SIDE}x{REPO_SIDE} uint16 TIFF files, one in {NIFTI_EVERY} a 4x{REPO_SIDE}x{REPO_SIDE} "
+        "NIfTI .nii.gz, and a text file per directory that no reader opens; pixels count one plane each",
+        full_read=False,
+        params={"images": n, "dirs": dirs, "listed": sizes.repo_listed},
+        format="repository",
+    )
+
+
+def remote_specs(sizes: Sizes, workdir: Path) -> list[Image]:
+    """The images read over HTTP (issue 15), from nginx, directly or behind a delaying proxy."""
+    side, block = sizes.cog_side, sizes.cog_block
+    z, y, x = sizes.remote_stack
+    return [
+        Image(
+            "u",
+            f"sparse {side**2 * 2 / 1e9:.0f} GB COG over HTTP",
+            workdir / f"cog{sizes.suffix}.tif",
+            "compressed",
+            (side, side),
+            "uint16",
+            "yx",
+            f"{side}x{side} uint16 ({side**2 * 2 / 1e9:.0f} GB logical), tiles 256x256, deflate, reduced "
+            f"levels in SubIFDs down to one tile; only the central {block}x{block} tiles of each level are "
+            "stored",
+            full_read=False,
+            params={"side": side, "block": block},
+            format="remote",
+        ),
+        Image(
+            "v",
+            "OME-TIFF z-stack over HTTP",
+            workdir / f"remote-stack{sizes.suffix}.ome.tif",
+            "compressed",
+            (z, y, x),
+            "uint16",
+            "zyx",
+            f"{z}x{y}x{x} (z,y,x) uint16, tiles 256x256, deflate level 1, OME-XML",
+            params={"shape": [z, y, x]},
+            format="remote",
+        ),
+    ]
+
+
 def _sidecar(image: Image) -> Path:
     return image.path.with_name(image.path.name + ".json")
 
@@ -344,6 +419,10 @@ def generate(image: Image) -> None:
         write_sparse(partial, field_, params["side"], params["block"])
     elif image.key == "w":
         write_deflate_plane(partial, plane_tiles(field_, params["side"]), params["side"])
+    elif image.key == "r":
+        write_repository(partial, params["images"], params["dirs"], params["listed"])
+    elif image.key == "u":
+        write_cog(partial, field_, params["side"], params["block"])
     else:
         _write_format(image, partial, field_)
     _remove(image.path)
@@ -358,6 +437,8 @@ def _write_format(image: Image, path: Path, field_: Field) -> None:
     shape = (z, y, x)
     if image.key == "f":
         write_sparse_hdf5(path, field_, shape)
+    elif image.key == "v":
+        write_tiled_stack(path, field_, shape)
     elif image.format == "hdf5":
         write_hdf5(path, field_, shape)
     elif image.format == "nifti":

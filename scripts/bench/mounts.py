@@ -26,11 +26,31 @@ def find_daemon(mountpoint: str) -> int | None:
     return None
 
 
+class MountFailed(RuntimeError):
+    """``zarrfs mount`` exited non-zero; ``reason`` is its last line (``zarrfs: error: ...``)."""
+
+    def __init__(self, command: str, stderr: str) -> None:
+        lines = stderr.strip().splitlines()
+        self.reason = lines[-1] if lines else "no output"
+        super().__init__(f"mount failed: {command}: {stderr.strip()}")
+
+
+# What a client raises when a mount answers EIO or lacks a file: OSError (system calls), ValueError and
+# RuntimeError (tensorstore), KeyError (zarr-python). A row that meets one is not measured, the run goes on.
+READ_FAILED = (OSError, RuntimeError, ValueError, KeyError)
+
+
+def failure(error: BaseException) -> str:
+    """One line for a row that was not measured."""
+    first = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {first[0][:300] if first else ''}"
+
+
 class Mount:
     """``with Mount(src, mnt, options) as m``: m.seconds (time until live), m.pid, m.peak_rss after exit."""
 
-    def __init__(self, source: Path, mountpoint: Path, options: list[str], log_dir: Path) -> None:
-        self.source = source.resolve()
+    def __init__(self, source: Path | str, mountpoint: Path, options: list[str], log_dir: Path) -> None:
+        self.source = source if isinstance(source, str) else source.resolve()  # a path, or a URL
         self.path = mountpoint.resolve()
         self.mountpoint = str(self.path)
         self.options = options
@@ -48,7 +68,7 @@ class Mount:
         result = mount(self.source, self.path, *self.options, log_file=self.log_file)
         self.seconds = time.perf_counter() - start
         if result.returncode != 0:
-            raise RuntimeError(f"mount failed: {' '.join(map(str, result.args))}: {result.stderr.strip()}")
+            raise MountFailed(" ".join(map(str, result.args)), result.stderr)
         _ACTIVE.append(self)
         self.pid = find_daemon(self.mountpoint)
         if self.pid is not None:

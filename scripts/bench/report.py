@@ -207,6 +207,15 @@ def render(session: Session, targets: list[Target], command: str, total_seconds:
             f"{r.peak / MB:.0f} MB | {(r.peak - r.cache) / MB:.0f} MB |"
         )
     out += _serving_section(results)
+    out += _repository_section(results)
+    out += _remote_section(results)
+    if results.unmeasured:
+        out += [
+            "",
+            "### Not measured",
+            "",
+            *[f"- [{u.image}] {u.what}: {u.reason}" for u in results.unmeasured],
+        ]
     out += [
         "",
         "## Targets",
@@ -256,6 +265,75 @@ def _serving_section(results: Results) -> list[str]:
         "Both servers on 127.0.0.1, started by the bench and stopped after their rows: `zarrfs serve` of the "
         "image (its chunk made once, then from its cache), nginx over a copy of the mount's tree. The cold "
         "full reads over HTTP are in table 1.",
+    ]
+
+
+def _repository_section(results: Results) -> list[str]:
+    if not results.repository:
+        return []
+    out = [
+        "",
+        "### 8. A repository: one mount of a tree of many images",
+        "",
+        "| image | images | directories | mount | ls -l (entries) | first read of a node, median (max) "
+        "| find -name .zattrs | daemon RSS after find (cache) | new file listed and read |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for e in results.repository:
+        reads = f"{e.first_read_p50:.1f} ms ({max(e.first_reads):.1f} ms)" if e.first_reads else "n/a"
+        find = f"{_fmt_s(e.find)} s ({e.found / e.find:,.0f} images/s)" if e.found else "n/a"
+        rss = f"{e.rss / MB:.0f} MB ({e.cache / MB:.0f} MB)" if e.rss else "n/a"
+        out.append(
+            f"| {e.image} | {e.images:,} | {e.directories} | {_fmt_s(e.mount)} s | {_fmt_s(e.ls)} s "
+            f"({e.listed:,}) | {reads} | {find} | {rss} | {_fmt_s(e.visible)} s |"
+        )
+    return [
+        *out,
+        "",
+        "`zarrfs mount TREE MNT --cache-size 64MiB`, one mount for the whole table, steps in this order: "
+        "`ls -l` of the largest directory (cold); the first read of single image nodes spread over the tree "
+        "(`.zattrs`, `0/.zarray` and the chunk, with plain system calls; the chunk checked against "
+        "tifffile); `find` over the whole tree (opens every image); the daemon's VmRSS; then a TIFF written "
+        "into the tree (in place, as a scanner writes it), polled every 10 ms until its node is listed and "
+        "its chunk reads as the file's pixels.",
+    ]
+
+
+def _remote_section(results: Results) -> list[str]:
+    if not (results.remote_open or results.remote_reads):
+        return []
+    out = [
+        "",
+        "### 9. Remote sources over HTTP: nginx, directly and through a delaying proxy",
+        "",
+        "| image | added latency | mount | requests to mount (MB) | zarr open | first chunk | requests "
+        "(open + chunk) | total (best) | all runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for e in results.remote_open:
+        out.append(
+            f"| {e.image} | {e.latency_ms:g} ms | {e.mount:.3f} s | {e.open_requests} "
+            f"({e.open_bytes / MB:.1f}) | {e.open:.3f} s | {e.chunk:.3f} s | {e.chunk_requests} | "
+            f"{e.total:.3f} s | {', '.join(f'{t:.2f}' for t in e.runs)} s |"
+        )
+    out += [
+        "",
+        "| image | added latency | read | seconds | GB/s | requests | MB transferred |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results.remote_reads:
+        out.append(
+            f"| {r.image} | {r.latency_ms:g} ms | {r.label} | {_fmt_s(r.seconds)} | {r.gbps:.2f} | "
+            f"{r.requests:,} | {r.request_bytes / MB:,.0f} |"
+        )
+    return [
+        *out,
+        "",
+        "nginx serves the work directory on 127.0.0.1 (the files in its page cache); at 0 ms clients reach "
+        "it directly, otherwise through `scripts/bench/proxy.py`, which delivers each request (and each new "
+        "connection) that much later and answers undelayed: one added latency per round trip, unlimited "
+        "bandwidth. Requests are counted in nginx's access log. Every mount is fresh (`--ngff 0.5`); the "
+        "second pass is a fresh mount with the `--disk-cache` the first pass filled.",
     ]
 
 

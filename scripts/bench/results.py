@@ -8,6 +8,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 # The tools of the timed rows, by identifier: the label each row shows.
 TOOLS = {
     "tifffile": "tifffile.imread (in-process)",
@@ -40,6 +42,13 @@ TOOLS = {
 SERVERS = {
     "zarrfs": "zarrfs serve",
     "nginx": "nginx over a converted copy",
+}
+
+# The reads of the remote rows (issue 15), by identifier: the label each shows.
+REMOTE_TOOLS = {
+    "fsspec_tifffile": "tifffile.imread over fsspec.open(url) (in-process)",
+    "mount_tensorstore": "tensorstore through a fresh mount of the URL",
+    "disk_cache": "tensorstore through a fresh mount, the same --disk-cache (second pass)",
 }
 
 # Random-access variants, by identifier: the label each shows.
@@ -148,6 +157,74 @@ class Serving:
 
 
 @dataclass
+class Repository:
+    """One mount of the repository tree (issue 14); NaN where a step was not measured."""
+
+    image: str
+    images: int
+    directories: int
+    cache: int  # --cache-size of the mount, bytes
+    mount: float = math.nan  # seconds
+    listed: int = 0  # entries of the directory listed with ls -l
+    ls: float = math.nan  # seconds, ls -l of that directory, cold
+    first_reads: list[float] = field(default_factory=list)  # ms: .zattrs + .zarray + the chunk of a node
+    find: float = math.nan  # seconds, find MNT -name .zattrs
+    found: int = 0  # image nodes find listed
+    rss: int = 0  # the daemon's VmRSS after find, bytes
+    visible: float = math.nan  # seconds from writing a new file to its node listed and read
+
+    @property
+    def first_read_p50(self) -> float:
+        return float(np.median(self.first_reads)) if self.first_reads else math.nan
+
+
+@dataclass
+class RemoteOpen:
+    """Time to first chunk of a remote image through a fresh mount of its URL, and the requests it took."""
+
+    image: str
+    latency_ms: float  # added by the proxy (0: nginx directly)
+    mount: float
+    open: float
+    chunk: float
+    total: float
+    open_requests: int  # HTTP requests until the mount was live
+    open_bytes: int
+    chunk_requests: int  # then: zarr open + the center chunk
+    runs: list[float] = field(default_factory=list)  # the total of every run; the fields are the best's
+
+
+@dataclass
+class RemoteRead:
+    """A full read of level 0 of a remote image, with the HTTP requests it made."""
+
+    image: str
+    latency_ms: float
+    tool: str  # a key of REMOTE_TOOLS
+    seconds: float
+    nbytes: int
+    requests: int
+    request_bytes: int
+
+    @property
+    def label(self) -> str:
+        return REMOTE_TOOLS[self.tool]
+
+    @property
+    def gbps(self) -> float:
+        return self.nbytes / self.seconds / 1e9 if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Unmeasured:
+    """A row that could not be measured (e.g. a feature missing from this zarrfs): why, in one line."""
+
+    image: str
+    what: str
+    reason: str
+
+
+@dataclass
 class Results:
     rows: list[Row] = field(default_factory=list)
     random: list[RandomChunks] = field(default_factory=list)
@@ -156,6 +233,10 @@ class Results:
     rss: list[PeakRss] = field(default_factory=list)
     passes: list[Passes] = field(default_factory=list)
     serving: list[Serving] = field(default_factory=list)
+    repository: list[Repository] = field(default_factory=list)
+    remote_open: list[RemoteOpen] = field(default_factory=list)
+    remote_reads: list[RemoteRead] = field(default_factory=list)
+    unmeasured: list[Unmeasured] = field(default_factory=list)
     # image -> CPU seconds of the daemon and of the client in the best full read through the mount
     cpu: dict[str, tuple[float, float]] = field(default_factory=dict)
     fingerprints: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -173,6 +254,16 @@ class Results:
     def conversion(self, image: str) -> Row | None:
         return next((r for r in self.rows if r.image == image and r.workload == "convert"), None)
 
+    def remote_read(self, image: str, tool: str, latency_ms: float) -> RemoteRead | None:
+        return next(
+            (e for e in self.remote_reads if (e.image, e.tool, e.latency_ms) == (image, tool, latency_ms)),
+            None,
+        )
+
+    def not_measured(self, image: str) -> list[str]:
+        """Why rows of ``image`` were not measured, one line each."""
+        return [f"{entry.what}: {entry.reason}" for entry in self.unmeasured if entry.image == image]
+
     def random_variant(self, variant: str) -> RandomChunks | None:
         return next((entry for entry in self.random if entry.variant == variant), None)
 
@@ -185,4 +276,8 @@ class Results:
             "rss": [asdict(e) for e in self.rss],
             "passes": [asdict(e) for e in self.passes],
             "serving": [asdict(e) for e in self.serving],
+            "repository": [asdict(e) for e in self.repository],
+            "remote_open": [asdict(e) for e in self.remote_open],
+            "remote_reads": [asdict(e) for e in self.remote_reads],
+            "unmeasured": [asdict(e) for e in self.unmeasured],
         }

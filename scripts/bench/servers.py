@@ -123,9 +123,10 @@ def nginx_binary() -> str:
     return found
 
 
-def nginx_server(root: Path, workdir: Path, log_dir: Path) -> Server:
+def nginx_server(root: Path, workdir: Path, log_dir: Path, access_log: Path | None = None) -> Server:
     """nginx serving ``root`` as static files, as a user would set it up in front of a converted copy: its
-    config, pid file, temp directories and error log in ``workdir``, in the foreground as our child."""
+    config, pid file, temp directories and error log in ``workdir``, in the foreground as our child. With
+    ``access_log``, one line per request there (status, Range header, body bytes): see count_requests."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     temp = workdir / "temp"
@@ -136,6 +137,7 @@ def nginx_server(root: Path, workdir: Path, log_dir: Path) -> Server:
     temp_paths = "\n".join(
         f"  {kind}_temp_path {temp}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    logging = f"{access_log} counted" if access_log else "off"
     config = workdir / "nginx.conf"
     config.write_text(
         f"""user {user};
@@ -145,7 +147,8 @@ pid {workdir}/nginx.pid;
 error_log {log_dir}/nginx.log;
 events {{ worker_connections 1024; }}
 http {{
-  access_log off;
+  log_format counted '$status "$http_range" $body_bytes_sent';
+  access_log {logging};
   sendfile on;
   tcp_nopush on;
   keepalive_requests 100000;
@@ -162,6 +165,22 @@ http {{
     )
     command = [nginx_binary(), "-p", str(workdir), "-c", str(config), "-e", str(log_dir / "nginx.log")]
     return Server("nginx", command, log_dir / "nginx-stderr.log", port)
+
+
+@dataclass(frozen=True)
+class Requests:
+    count: int
+    nbytes: int  # response bodies
+
+
+def count_requests(access_log: Path, since: int = 0) -> tuple[Requests, int]:
+    """The requests nginx logged from byte ``since`` of its access log on, and the log's end (the next
+    ``since``). nginx writes each line when the request completes, unbuffered."""
+    with open(access_log, "rb") as log:
+        log.seek(since)
+        lines = log.read().splitlines()
+        end = log.tell()
+    return Requests(len(lines), sum(int(line.rsplit(b" ", 1)[1]) for line in lines)), end
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import tifffile
 
 from zarrfs.core.options import parse_size
 
+from . import remote, repository
 from .chunkfiles import center_chunk_region, chunk_grid, chunk_path, latencies_ms, levels_of, plain_read_all
 from .host import cpu_seconds
 from .images import GIB, MB, Image
@@ -407,7 +408,13 @@ def _load(session: Session, image: Image, server: str, url: str, copy: os.PathLi
 
 def run_image(session: Session, image: Image) -> None:
     """Every workload that applies to ``image``, in the order that keeps each one's caches apart."""
+    if image.format == "repository":
+        repository.run(session, image)
+        return
     warm_image(image)
+    if image.format == "remote":
+        remote.run(session, image)
+        return
     if image.format == "http":
         http_serving(session, image)
         return
