@@ -10,10 +10,12 @@ from typing import Any
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
-from zarrfs.core import Dataset, open_dataset
+from zarrfs.core import Dataset
 from zarrfs.core.options import serve_options
+from zarrfs.core.repository import Repository, repository_options
 from zarrfs.core.requests import DEFAULT_TIMEOUT_S, RequestPolicy
-from zarrfs.core.tree import FileBytes, VirtualTree
+from zarrfs.core.served import open_served
+from zarrfs.core.tree import FileBytes, ServedTree
 
 
 def _byte_slice(size: int, byte_range: ByteRequest | None) -> slice:
@@ -28,7 +30,7 @@ def _byte_slice(size: int, byte_range: ByteRequest | None) -> slice:
     raise TypeError(f"unexpected byte range {byte_range!r}")
 
 
-def _walk_files(tree: VirtualTree, directory: str) -> Iterator[str]:
+def _walk_files(tree: ServedTree, directory: str) -> Iterator[str]:
     for name in tree.listdir(directory):
         path = f"{directory}/{name}" if directory else name
         entry = tree.stat(path)
@@ -39,8 +41,8 @@ def _walk_files(tree: VirtualTree, directory: str) -> Iterator[str]:
 
 
 class ZarrfsStore(Store):
-    """The served OME-Zarr hierarchy of one source as a zarr-python store; chunks are made on demand in
-    worker threads, so zarr's concurrent reads decode source tiles in parallel.
+    """The served OME-Zarr hierarchy of one source (or a repository's tree of them) as a zarr-python store;
+    chunks are made on demand in worker threads, so zarr's concurrent reads decode source tiles in parallel.
 
     Requests follow the same policy as a mount's (zarrfs.core.requests): documents and cached chunks are
     answered on the event loop, the rest in workers; a request over ``timeout`` seconds raises
@@ -51,7 +53,7 @@ class ZarrfsStore(Store):
     supports_partial_writes = False
     supports_listing = True
 
-    def __init__(self, dataset: Dataset, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, dataset: Dataset | Repository, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         super().__init__(read_only=True)
         self.dataset = dataset
         self._tree = dataset.tree
@@ -64,7 +66,8 @@ class ZarrfsStore(Store):
         return id(self.dataset)
 
     def __repr__(self) -> str:
-        return f"ZarrfsStore({self.dataset.source.path!r})"
+        path = self.dataset.path if isinstance(self.dataset, Repository) else self.dataset.source.path
+        return f"ZarrfsStore({path!r})"
 
     def _file_bytes(
         self, key: str, byte_range: ByteRequest | None, blocking: bool = True
@@ -138,10 +141,15 @@ def open_store(
 
     Takes the same options as ``zarrfs mount`` (``series``, ``chunks``, ``compressor``, ``clevel``,
     ``cache_size``, ``timeout``, ``ngff``: "0.4" by default, "0.5" or "all"), e.g. ``open_store("x.tif",
-    compressor="blosc-lz4", cache_size="1GiB")``. A read that takes longer than ``timeout`` seconds (positive,
-    finite) raises ``zarrfs.core.requests.RequestTimeout``, a TimeoutError, where a mount answers EIO.
+    compressor="blosc-lz4", cache_size="1GiB")``. A directory no reader opens as one image is a repository
+    (``max_open``, ``settle``, ``follow_symlinks``): its tree, each image at ``<name>.ome.zarr/``. A read
+    that takes longer than ``timeout`` seconds (positive, finite) raises
+    ``zarrfs.core.requests.RequestTimeout``, a TimeoutError, where a mount answers EIO.
     """
-    dataset = open_dataset(source, serve_options(**options))
+    repository = {
+        name: options.pop(name) for name in ("max_open", "settle", "follow_symlinks") if name in options
+    }
+    dataset = open_served(source, serve_options(**options), repository_options(**repository))
     try:
         return ZarrfsStore(dataset, timeout)
     except BaseException:

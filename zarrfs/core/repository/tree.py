@@ -175,6 +175,16 @@ class RepositoryTree:
         dataset = self.images.is_open(where.node)
         return dataset.tree.computed_depth(where.path) if dataset is not None else 0
 
+    def identity(self, path: str, blocking: bool = True) -> str:
+        """What names the bytes at ``path`` beyond the path itself (for HTTP validators): the identity of the
+        node's files inside a node (a replaced file is another node), the version of the statistics."""
+        where = self._resolve(path, blocking)
+        if isinstance(where, _Inside):
+            return repr(where.node.key)
+        if isinstance(where, _Control):
+            return repr(self._stats[0])
+        return ""
+
     def _resolvable(self, path: str) -> bool:
         """Whether ``path`` resolves without a scan (for the cheap questions that must not do one)."""
         try:
