@@ -293,13 +293,15 @@ def serve(
         request_timeout=spec.request_timeout,
         on_init=when_serving,
     )
-    # A repository's files are replaced under the same names: the kernel must not keep their pages.
     cache_timeout = REPOSITORY_CACHE_TIMEOUT_S if live else CACHE_TIMEOUT_S
     fuse_options: dict[str, str | bool | int] = {
         "ro": True,
         "fsname": escape_fuse_option(f"zarrfs:{spec.source}"),
         "subtype": FUSE_SUBTYPE,
         "kernel_cache": not live,
+        # A repository's images are replaced under the same names: pages the kernel kept of one version
+        # must not be read with another's (two readers of one chunk file could get a page of each).
+        "direct_io": live,
         "attr_timeout": cache_timeout,
         "entry_timeout": cache_timeout,
         "negative_timeout": cache_timeout,

@@ -6,6 +6,10 @@ valid: its mtime moves whenever an entry is added, removed or renamed. An mtime 
 is not trusted (an entry added in the same clock tick as the scan leaves it unchanged), and neither is a
 listing that hides files still being written once they may have settled. Files rewritten in place leave the
 directory's mtime alone: their open image fails its next check (staleness) and the tree calls ``invalidate``.
+
+An image deleted or replaced stays "gone" for GONE_S, or until it is shown again: requests for it and inside
+it fail (EIO) rather than find nothing (ENOENT), which a Zarr client takes for a chunk never written and
+reads as zeros. Listings no longer show it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ RECHECK_S = 0.5
 MTIME_TRUST_S = 1.0
 # Listings kept; each holds a node per entry (a 100,000-entry directory's is about 30 MB).
 KEPT_LISTINGS = 256
+GONE_S = 30.0
 
 
 @dataclass
@@ -84,6 +89,8 @@ class Listings:
                 kept.checked_at = now
                 return kept.listing
             listing = self._scan(directory, kept.listing if kept is not None else None)
+            if kept is not None:
+                listing.gone = _gone_names(kept.listing, listing)
             trusted = time.time_ns() - listing.mtime_ns > MTIME_TRUST_S * 1e9
             with self._lock:
                 self._kept[directory] = _Kept(listing, now, trusted)
@@ -139,3 +146,14 @@ class Listings:
         ]
         if gone:
             self.on_gone(gone)
+
+
+def _gone_names(before: Listing, after: Listing) -> dict[str, float]:
+    """The names of images ``before`` showed that ``after`` does not, with the time until which they count
+    as gone; names gone already keep their time, until shown again."""
+    now = time.monotonic()
+    gone = {name: until for name, until in before.gone.items() if until > now and name not in after.children}
+    for name, node in before.children.items():
+        if isinstance(node, ImageNode) and name not in after.children:
+            gone[name] = now + GONE_S
+    return gone

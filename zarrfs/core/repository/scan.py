@@ -39,6 +39,9 @@ class Listing:
     mtime_ns: int  # the directory's when scanned
     settles_at: float  # wall time at which a file hidden as still being written may be shown
     claims: dict[str, tuple[FileIdentity, str | None]] = field(default_factory=dict)  # real name -> claim
+    # Served names of images deleted or replaced since an earlier scan -> until when (monotonic) requests
+    # inside them fail (see listings.py).
+    gone: dict[str, float] = field(default_factory=dict)
 
 
 def _changed_at(status: os.stat_result) -> float:

@@ -37,6 +37,12 @@ STATS_REFRESH_S = 0.5
 DOCUMENT_NAMES = frozenset({".zgroup", ".zattrs", ".zarray", ".zmetadata", "zarr.json"})
 
 
+class ImageGoneError(ChunkReadError):
+    """A request for an image node that was deleted or replaced (and is not shown again yet), or for a path
+    inside it: an I/O error, not "no such file", which Zarr clients read as a chunk of zeros (through FUSE
+    the node's own lookup decides: the kernel asks for nothing inside a name it was told is not there)."""
+
+
 @dataclass(frozen=True)
 class _Directory:
     path: str  # the real directory
@@ -89,6 +95,10 @@ class RepositoryTree:
                 return None  # the directory vanished
             node = listing.children.get(part)
             if node is None:
+                if part in listing.gone:
+                    raise ImageGoneError(
+                        f"the image served at {'/'.join(parts[: depth + 1])} was deleted or replaced"
+                    )
                 return None
             if isinstance(node, DirectoryNode):
                 directory = node.path
