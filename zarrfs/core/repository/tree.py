@@ -28,7 +28,7 @@ from zarrfs.core.repository.pool import OpenImages
 from zarrfs.core.repository.scan import CONTROL_DIRECTORY, Listing
 from zarrfs.core.repository.stats import stats_document
 from zarrfs.core.staleness import SourceChangedError
-from zarrfs.core.tree import DIRECTORY, Entry, FileBytes
+from zarrfs.core.tree import DIRECTORY, Entry, FileBytes, WouldBlock
 
 STATS_FILE = "stats.json"
 # The stats document is made again at most this often (a lookup and the reads after it see one version).
@@ -168,7 +168,7 @@ class RepositoryTree:
         return iter([]) if first is None else _chain(first, names_inside)
 
     def is_document(self, path: str) -> bool:
-        where = self._resolve(path, False) if self._resolvable(path) else None
+        where = self._at_hand(path)
         if isinstance(where, _Control):
             return where.path == STATS_FILE
         if not isinstance(where, _Inside):
@@ -179,7 +179,7 @@ class RepositoryTree:
         return posixpath.basename(where.path) in DOCUMENT_NAMES
 
     def computed_depth(self, path: str) -> int:
-        where = self._resolve(path, False) if self._resolvable(path) else None
+        where = self._at_hand(path)
         if not isinstance(where, _Inside):
             return 0
         dataset = self.images.is_open(where.node)
@@ -195,13 +195,12 @@ class RepositoryTree:
             return repr(self._stats[0])
         return ""
 
-    def _resolvable(self, path: str) -> bool:
-        """Whether ``path`` resolves without a scan (for the cheap questions that must not do one)."""
+    def _at_hand(self, path: str) -> _Directory | _Inside | _Control | None:
+        """``path`` resolved if that needs no scan, else None: for the cheap questions that must not scan."""
         try:
-            self._resolve(path, False)
-        except Exception:  # WouldBlock: not at hand
-            return False
-        return True
+            return self._resolve(path, False)
+        except (WouldBlock, OSError):  # not at hand, or an image gone
+            return None
 
     def read(self, path: str, offset: int, size: int, blocking: bool = True) -> FileBytes:
         where = self._file(path, blocking)
