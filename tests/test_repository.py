@@ -204,7 +204,7 @@ def test_bad_entries_are_not_shown_and_say_why(tmp_path: Path, caplog: pytest.Lo
 def test_a_directory_that_vanishes_is_gone_and_its_parent_still_lists(tmp_path: Path) -> None:
     (tmp_path / "gone" / "deep").mkdir(parents=True)
     write_tiff(tmp_path / "gone" / "deep" / "x.tif", 1)
-    write_tiff(tmp_path / "stays.tif", 2)
+    stays = write_tiff(tmp_path / "stays.tif", 2)
     tree = _tree(tmp_path)
     store = _store(tree)
     try:
@@ -213,10 +213,14 @@ def test_a_directory_that_vanishes_is_gone_and_its_parent_still_lists(tmp_path: 
             target = tmp_path / path
             target.unlink() if target.is_file() else target.rmdir()
         time.sleep(listings_module.RECHECK_S + 0.1)
-        assert tree.stat("gone/deep/x.ome.zarr") is None
-        with pytest.raises(FileNotFoundError):
-            list(tree.listdir("gone/deep"))
         assert list(tree.listdir("")) == ["stays.ome.zarr"]
+        # Asked for what was there: an I/O error (EIO), not "no such file" (which Zarr reads as zeros).
+        with pytest.raises(OSError, match="gone was deleted or replaced"):
+            tree.stat("gone/deep/x.ome.zarr/0/0/0")
+        with pytest.raises(OSError, match="gone was deleted or replaced"):
+            list(tree.listdir("gone/deep"))
+        assert tree.stat("elsewhere") is None
+        np.testing.assert_array_equal(_level0(store, "stays.ome.zarr"), stays())
     finally:
         store.close()
 

@@ -7,9 +7,9 @@ is not trusted (an entry added in the same clock tick as the scan leaves it unch
 listing that hides files still being written once they may have settled. Files rewritten in place leave the
 directory's mtime alone: their open image fails its next check (staleness) and the tree calls ``invalidate``.
 
-An image deleted or replaced stays "gone" for GONE_S, or until it is shown again: requests for it and inside
-it fail (EIO) rather than find nothing (ENOENT), which a Zarr client takes for a chunk never written and
-reads as zeros. Listings no longer show it.
+An image (or a directory) deleted or replaced stays "gone" for GONE_S, or until it is shown again: requests
+for it and inside it fail (EIO) rather than find nothing (ENOENT), which a Zarr client takes for a chunk never
+written and reads as zeros. Listings no longer show it.
 """
 
 from __future__ import annotations
@@ -149,11 +149,11 @@ class Listings:
 
 
 def _gone_names(before: Listing, after: Listing) -> dict[str, float]:
-    """The names of images ``before`` showed that ``after`` does not, with the time until which they count
-    as gone; names gone already keep their time, until shown again."""
+    """The names ``before`` showed that ``after`` does not (images, and directories that may have held
+    images), with the time until which they count as gone; names gone already keep their time, until shown
+    again."""
     now = time.monotonic()
     gone = {name: until for name, until in before.gone.items() if until > now and name not in after.children}
-    for name, node in before.children.items():
-        if isinstance(node, ImageNode) and name not in after.children:
-            gone[name] = now + GONE_S
+    for name in before.children.keys() - after.children.keys():
+        gone[name] = now + GONE_S
     return gone

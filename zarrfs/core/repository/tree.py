@@ -38,9 +38,10 @@ DOCUMENT_NAMES = frozenset({".zgroup", ".zattrs", ".zarray", ".zmetadata", "zarr
 
 
 class ImageGoneError(ChunkReadError):
-    """A request for an image node that was deleted or replaced (and is not shown again yet), or for a path
-    inside it: an I/O error, not "no such file", which Zarr clients read as a chunk of zeros (through FUSE
-    the node's own lookup decides: the kernel asks for nothing inside a name it was told is not there)."""
+    """A request for an image node (or a directory) that was deleted or replaced and is not shown again yet,
+    or for a path inside it: an I/O error, not "no such file", which Zarr clients read as a chunk of zeros
+    (through FUSE the node's own lookup decides: the kernel asks for nothing inside a name it was told is not
+    there)."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,8 @@ class RepositoryTree:
             node = listing.children.get(part)
             if node is None:
                 if part in listing.gone:
-                    raise ImageGoneError(
-                        f"the image served at {'/'.join(parts[: depth + 1])} was deleted or replaced"
-                    )
+                    gone = "/".join(parts[: depth + 1])
+                    raise ImageGoneError(f"{gone} was deleted or replaced (since it was listed)")
                 return None
             if isinstance(node, DirectoryNode):
                 directory = node.path
@@ -154,7 +154,12 @@ class RepositoryTree:
     def listdir(self, path: str, start: int = 0) -> Iterator[str]:
         where = self._resolve(path, True)
         if isinstance(where, _Directory):
-            names = self.listings.get(where.path).names
+            try:
+                names = self.listings.get(where.path).names
+            except FileNotFoundError:
+                if where.path != self.root:
+                    raise
+                names = []  # the mount's root stays a directory, empty while SRC is gone
             return (names[index] for index in range(start, len(names)))
         if isinstance(where, _Control):
             if where.path == "":
