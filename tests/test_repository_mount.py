@@ -227,3 +227,15 @@ def test_serve_over_http_reads_nodes_and_etags_change_with_the_file(tmp_path: Pa
         status, after, _ = server.request("GET", "/a.ome.zarr/0/0/0")
         assert status == 200 and after["etag"] != headers["etag"]
         np.testing.assert_array_equal(zarr.open_group(f"{base}/a.ome.zarr", mode="r")["0"][...], new)
+
+
+def test_repository_options_out_of_range_are_one_line_errors(tmp_path: Path) -> None:
+    for option, message in (("--max-open=0", "--max-open must be 1 or more, not 0"),
+                            ("--settle=-1", "--settle must be a number of seconds from 0 to 86400 (one day), "
+                                            "not -1.0")):  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "zarrfs", "info", str(tmp_path), option],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [f"zarrfs: error: {message}"]
