@@ -181,7 +181,8 @@ def test_info_lists_images_and_the_entries_not_shown_with_why(tmp_path: Path) ->
     assert result.returncode == 1, result.stderr
     assert "image      x.ome.zarr <- x.tif: TIFF yx 70x90 uint16" in result.stdout
     assert "not shown  notes.txt: no reader opens it" in result.stdout
-    assert "image      bad.ome.zarr <- bad.tif: cannot be served:" in result.stdout
+    assert "image      bad.ome.zarr <- bad.tif: cannot be served: not a valid TIFF file" in result.stdout
+    assert result.stderr == ""  # said once, in the report
 
 
 def test_unreadable_entries_are_listed_as_such_for_their_user(shared_dir: Path) -> None:

@@ -383,6 +383,8 @@ def info(source: str | None, check: bool, debug: bool, repository: RepositoryOpt
         raise ZarrfsError("give either SOURCE or --sequence-list FILE")
     served = open_served(source or serve["sequence_list"], serve_options(**serve), repository)
     if isinstance(served, Repository):
+        if not debug:  # the report says which images cannot be served: not the log on stderr too
+            logging.getLogger("zarrfs").addHandler(logging.NullHandler())
         try:
             summary = report(served.tree)
         finally:

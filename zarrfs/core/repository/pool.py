@@ -28,6 +28,10 @@ class ImageOpenError(ChunkReadError):
     """The node's image cannot be opened: an I/O error for requests inside it (logged once, when it
     failed)."""
 
+    def __init__(self, node: ImageNode, reason: str) -> None:
+        super().__init__(f"{node.label} cannot be served: {reason}")
+        self.reason = reason
+
 
 @dataclass
 class _Slot:
@@ -85,7 +89,7 @@ class OpenImages:
             if slot is not None:
                 return slot
             if key in self._failed:
-                raise ImageOpenError(f"{node.label} cannot be served: {self._failed[key]}")
+                raise ImageOpenError(node, self._failed[key])
             if not blocking:
                 raise WouldBlock
             opening = self._opening.setdefault(key, threading.Lock())
@@ -95,7 +99,7 @@ class OpenImages:
                 if slot is not None:
                     return slot
                 if key in self._failed:
-                    raise ImageOpenError(f"{node.label} cannot be served: {self._failed[key]}")
+                    raise ImageOpenError(node, self._failed[key])
             try:
                 dataset = self._opener(node)
             except Exception as error:
@@ -106,7 +110,7 @@ class OpenImages:
                     self._failed[key] = reason
                     while len(self._failed) > KEPT_FAILURES:
                         self._failed.popitem(last=False)
-                raise without_tracebacks(ImageOpenError(f"{node.label} cannot be served: {reason}")) from None
+                raise without_tracebacks(ImageOpenError(node, reason)) from None
             with self._lock:
                 self._opening.pop(key, None)
                 slot = self._open[key] = _Slot(dataset, users=1)

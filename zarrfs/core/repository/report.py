@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from zarrfs.core.describe import printable
 from zarrfs.core.repository.nodes import DirectoryNode, ImageNode
+from zarrfs.core.repository.pool import ImageOpenError
 from zarrfs.core.repository.tree import RepositoryTree
 
 
@@ -52,9 +53,9 @@ def report(tree: RepositoryTree) -> Report:
                     info = dataset.source.info
                     shape = "x".join(map(str, info.levels[0].shape))
                     what = f"{node.reader} {info.axes} {shape} {info.dtype}"
-            except OSError as error:
+            except ImageOpenError as error:
                 failed += 1
-                what = f"cannot be served: {error}"
+                what = f"cannot be served: {error.reason}"
             lines.append(f"  image      {printable(served)} <- {printable(source)}: {printable(what)}")
     lines.append(f"{images} images ({failed} cannot be served), {hidden} entries not shown")
     return Report(lines, images, failed, hidden)
