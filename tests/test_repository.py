@@ -5,6 +5,7 @@ format's own reader (repository_cases.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -267,5 +268,34 @@ def test_stats_are_hidden_from_the_root_listing_and_count_what_was_served(tmp_pa
         assert stats["cache"]["misses"] >= 1 and stats["cache"]["size_bytes"] > 0
         assert stats["cache"]["capacity_bytes"] > 0
         assert stats["errors_by_source"] == {}
+    finally:
+        store.close()
+
+
+def test_a_sequence_file_rewritten_in_place_fails_then_serves_the_new_volume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sequence checks its files itself when it reads them: the volume's chunks made before the change may
+    still be served (the old file's bytes, whole), or fail; the rescan that comes at least every RESCAN_S
+    serves the new volume."""
+    monkeypatch.setattr(listings_module, "RESCAN_S", 1.0)
+    (tmp_path / "s").mkdir()
+    paths = [tmp_path / "s" / f"z_{index}.tif" for index in range(3)]
+    for index, path in enumerate(paths):
+        write_tiff(path, index, (20, 30))
+    (tmp_path / "s" / "zarrfs-sequence.json").write_text('{"pattern": "z_*.tif", "name": "v"}')
+    tree = _tree(tmp_path, settle_s=0.3)
+    store = _store(tree)
+    try:
+        time.sleep(0.4)
+        before = _level0(store, "s/v.ome.zarr")
+        with open(paths[1], "r+b") as handle:  # in place: same inode, same size
+            tifffile.imwrite(handle, np.full((20, 30), 7, np.uint16))
+        with contextlib.suppress(OSError):  # EIO, or the old volume whole (its cached chunks)
+            np.testing.assert_array_equal(_level0(store, "s/v.ome.zarr"), before)
+        time.sleep(1.0 + 0.3 + listings_module.RECHECK_S)
+        after = _level0(store, "s/v.ome.zarr")
+        np.testing.assert_array_equal(after[1], np.full((20, 30), 7, np.uint16))
+        np.testing.assert_array_equal(after[[0, 2]], before[[0, 2]])
     finally:
         store.close()

@@ -5,7 +5,9 @@ A kept listing is used as it is for RECHECK_S; after that one stat of the direct
 valid: its mtime moves whenever an entry is added, removed or renamed. An mtime within MTIME_TRUST_S of now
 is not trusted (an entry added in the same clock tick as the scan leaves it unchanged), and neither is a
 listing that hides files still being written once they may have settled. Files rewritten in place leave the
-directory's mtime alone: their open image fails its next check (staleness) and the tree calls ``invalidate``.
+directory's mtime alone: their open image fails its next check (staleness) and the tree calls ``invalidate``;
+and a listing is scanned again after RESCAN_S whatever the mtime says (for images whose chunks are all
+cached, so that no read checks their files).
 
 An image (or a directory) deleted or replaced stays "gone" for GONE_S, or until it is shown again: requests
 for it and inside it fail (EIO) rather than find nothing (ENOENT), which a Zarr client takes for a chunk never
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 # New and deleted files show within this (plus the kernel's entry timeout): well within 2 s.
 RECHECK_S = 0.5
 MTIME_TRUST_S = 1.0
+RESCAN_S = 10.0
 # Listings kept; each holds a node per entry (a 100,000-entry directory's is about 30 MB).
 KEPT_LISTINGS = 256
 GONE_S = 30.0
@@ -42,6 +45,7 @@ class _Kept:
     listing: Listing
     checked_at: float  # monotonic
     trusted: bool  # whether an unchanged mtime proves the listing still valid
+    scanned_at: float  # monotonic
 
 
 class Listings:
@@ -85,6 +89,7 @@ class Listings:
                 and kept.trusted
                 and status.st_mtime_ns == kept.listing.mtime_ns
                 and time.time() < kept.listing.settles_at
+                and now - kept.scanned_at < RESCAN_S
             ):
                 kept.checked_at = now
                 return kept.listing
@@ -93,7 +98,7 @@ class Listings:
                 listing.gone = _gone_names(kept.listing, listing)
             trusted = time.time_ns() - listing.mtime_ns > MTIME_TRUST_S * 1e9
             with self._lock:
-                self._kept[directory] = _Kept(listing, now, trusted)
+                self._kept[directory] = _Kept(listing, now, trusted, now)
                 self._kept.move_to_end(directory)
                 while len(self._kept) > KEPT_LISTINGS:
                     self._kept.popitem(last=False)

@@ -44,6 +44,13 @@ class Listing:
     gone: dict[str, float] = field(default_factory=dict)
 
 
+_Member = tuple[str, str, os.stat_result]  # a file a sequence rule matches: name, path, status
+
+
+def _identity(status: os.stat_result) -> FileIdentity:
+    return FileIdentity(status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+
+
 def _changed_at(status: os.stat_result) -> float:
     """When the file last changed: a copy that keeps the mtime (cp -p, rsync -a) still moves the ctime."""
     return max(status.st_mtime, status.st_ctime)
@@ -117,7 +124,7 @@ class _Scan:
         self,
         entry: os.DirEntry[str],
         rule: SequenceRule | None,
-        members: list[tuple[str, str, os.stat_result]],
+        members: list[_Member],
     ) -> None:
         name, path = entry.name, entry.path
         if entry.is_symlink():
@@ -134,9 +141,7 @@ class _Scan:
         except OSError as error:
             self.hidden[name] = f"cannot be looked up ({error.strerror})"
             return
-        identity = FileIdentity(
-            status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
-        )
+        identity = _identity(status)
         if stat.S_ISDIR(status.st_mode):
             if not os.access(path, os.R_OK | os.X_OK):
                 self.hidden[name] = "no permission to list this directory"
@@ -170,17 +175,16 @@ class _Scan:
         self.images[name] = ImageNode((path,), (identity,), reader)
         self.bases[name] = name
 
-    def sequence(self, rule: SequenceRule, members: list[tuple[str, str, os.stat_result]]) -> None:
+    def sequence(self, rule: SequenceRule, members: list[_Member]) -> None:
         if not members:
             self.hidden[RULE_FILE] = f"sequence rule: no file matches {rule.pattern!r}"
             return
-        if not all(self._settled(name, status) for name, _, status in members):
+        unsettled = [name for name, _, status in members if not self._settled(name, status)]
+        if unsettled:
             self.hidden[RULE_FILE] = "sequence rule: some of its files are still being written"
             return
         members.sort(key=lambda member: natural_key(member[0]))
-        identities = tuple(
-            FileIdentity(s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for _, _, s in members
-        )
+        identities = tuple(_identity(status) for _, _, status in members)
         node = ImageNode(tuple(path for _, path, _ in members), identities, "sequence", rule)
         self.images[SEQUENCE_KEY] = node
         self.bases[SEQUENCE_KEY] = rule.name or os.path.basename(self.directory_real) or "sequence"
@@ -203,7 +207,7 @@ def scan_directory(
         except (RuleError, OSError) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             scan.hidden[RULE_FILE] = f"sequence rule not used: {reason}"
-    members: list[tuple[str, str, os.stat_result]] = []
+    members: list[_Member] = []
     for entry in entries:
         if entry.name == RULE_FILE:
             continue

@@ -29,6 +29,7 @@ from zarrfs.core.repository.scan import CONTROL_DIRECTORY, Listing
 from zarrfs.core.repository.stats import stats_document
 from zarrfs.core.staleness import SourceChangedError
 from zarrfs.core.tree import DIRECTORY, Entry, FileBytes, WouldBlock
+from zarrfs.sources.identity import change_since
 
 STATS_FILE = "stats.json"
 # The stats document is made again at most this often (a lookup and the reads after it see one version).
@@ -116,18 +117,19 @@ class RepositoryTree:
 
     @contextlib.contextmanager
     def _image(self, inside: _Inside, blocking: bool) -> Iterator[Dataset]:
-        """The node's open image for one request; counts its failures, and has a changed image's directory
-        scanned again so that the next request sees the files as they are now (a new node)."""
+        """The node's open image for one request; counts its failures. When its files changed (the
+        staleness check says so, or a failure finds them changed: a sequence checks its files itself),
+        its directory is scanned again, so that the next request sees the files as they are now (another
+        node); the directory's mtime does not tell of a file rewritten in place."""
+        node = inside.node
         try:
-            with self.images.using(inside.node, blocking) as dataset:
+            with self.images.using(node, blocking) as dataset:
                 yield dataset
-        except SourceChangedError:
-            self._count_error(inside.node)
-            self.images.retire([inside.node])
-            self.listings.invalidate(inside.directory)
-            raise
-        except ChunkReadError:
-            self._count_error(inside.node)
+        except (SourceChangedError, ChunkReadError) as error:
+            self._count_error(node)
+            if isinstance(error, SourceChangedError) or _changed(node):
+                self.images.retire([node])
+                self.listings.invalidate(inside.directory)
             raise
 
     def _count_error(self, node: ImageNode) -> None:
@@ -284,3 +286,9 @@ class RepositoryTree:
 def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
     yield first
     yield from rest
+
+
+def _changed(node: ImageNode) -> bool:
+    """Whether any file of ``node`` is no longer as listed: a stat a file."""
+    listed = zip(node.paths, node.identities, strict=True)
+    return any(change_since(path, identity) is not None for path, identity in listed)
