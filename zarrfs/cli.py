@@ -250,7 +250,8 @@ def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_opt
           **serve: Any) -> None:  # fmt: skip
     """Mount SOURCE at MOUNTPOINT as an OME-Zarr hierarchy (read-only).
 
-    SOURCE is an image file, or a quoted glob ('sections/slice_*.tif') of files served as one image.
+    SOURCE is an image file, a quoted glob ('sections/slice_*.tif') of files served as one image, or a
+    directory of images (a repository: its tree mirrored live, each image as <name>.ome.zarr).
     Returns once the mount is live (exit 0) or failed (non-zero, with the reason).
     """
     from zarrfs.frontends.mount import (
