@@ -64,10 +64,11 @@ def test_bad_sources_fail_mount_and_info(
 
 
 def test_missing_source_and_directory_source(tmp_path: Path) -> None:
+    """A directory is a repository, which must not hold its own mount point (it would list itself)."""
     require_fuse()
     mountpoint = _empty_mountpoint(tmp_path)
     assert_clean_failure(zarrfs("mount", tmp_path / "nope.tif", mountpoint), "source not found")
-    assert_clean_failure(zarrfs("mount", tmp_path, mountpoint), "is a directory")
+    assert_clean_failure(zarrfs("mount", tmp_path, mountpoint), "lies inside the source")
     assert not is_mounted(mountpoint)
 
 

@@ -248,10 +248,15 @@ def _error(*args: str | os.PathLike[str]) -> str:
 
 
 def test_a_directory_without_zarr_or_n5_metadata_is_not_claimed(tmp_path: Path) -> None:
+    """Not an image: a repository (a tree of images), in which neither file is one."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "attributes.json").write_text('{"title": "not N5"}')
     (tmp_path / "data" / "notes.txt").write_text("hello")
-    assert "is a directory, not an image any reader opens" in _error(tmp_path / "data")
+    result = zarrfs("info", tmp_path / "data", "--settle", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"repository: {tmp_path / 'data'}\n")
+    assert "not shown  attributes.json: no reader opens it" in result.stdout
+    assert "0 images (0 cannot be served), 2 entries not shown" in result.stdout
 
 
 def test_an_unreadable_codec_is_refused_at_open_naming_it(tmp_path: Path) -> None:

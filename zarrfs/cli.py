@@ -25,6 +25,12 @@ from zarrfs.core.options import (
     parse_timeout,
     serve_options,
 )
+from zarrfs.core.repository.options import (
+    DEFAULT_MAX_OPEN,
+    DEFAULT_SETTLE_S,
+    RepositoryOptions,
+    repository_options,
+)
 from zarrfs.errors import ZarrfsError
 
 
@@ -145,6 +151,31 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _repository_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a repository (SOURCE a directory of images), shared by ``mount``, ``serve`` and
+    ``info``; the command receives them as one RepositoryOptions, ``repository``."""
+    flags = [
+        click.option("--max-open", type=int, default=DEFAULT_MAX_OPEN, show_default=True, metavar="N",
+                     help="Repository: images open at once; the least recently used is closed (and "
+                          "reopened when used again)."),
+        click.option("--settle", type=float, default=DEFAULT_SETTLE_S, show_default=True, metavar="SECONDS",
+                     help="Repository: show a file only once it has not changed for this long (a file "
+                          "still being written is not shown)."),
+        click.option("--follow-symlinks", is_flag=True,
+                     help="Repository: follow symbolic links that lead out of SOURCE (not followed by "
+                          "default)."),
+    ]  # fmt: skip
+
+    @wraps(command)
+    def with_options(*args: Any, max_open: int, settle: float, follow_symlinks: bool, **kwargs: Any) -> Any:
+        return command(*args, repository=repository_options(max_open, settle, follow_symlinks), **kwargs)
+
+    wrapped: Callable[..., Any] = with_options
+    for flag in reversed(flags):
+        wrapped = flag(wrapped)
+    return wrapped
+
+
 def _timeout_flag(answer: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--timeout``, shared by the commands that serve; ``answer`` is what a request over it gets."""
     return click.option(
@@ -213,11 +244,14 @@ def _source_and_mountpoint(
 @_timeout_flag("EIO")
 @_debug_flag("log every FUSE request (very verbose)")
 @_fail_cleanly
+@_repository_option_flags
 def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_options: tuple[str, ...],
-          log_file: str | None, request_timeout: float, debug: bool, **serve: Any) -> None:  # fmt: skip
+          log_file: str | None, request_timeout: float, debug: bool, repository: RepositoryOptions,
+          **serve: Any) -> None:  # fmt: skip
     """Mount SOURCE at MOUNTPOINT as an OME-Zarr hierarchy (read-only).
 
-    SOURCE is an image file, or a quoted glob ('sections/slice_*.tif') of files served as one image.
+    SOURCE is an image file, a quoted glob ('sections/slice_*.tif') of files served as one image, or a
+    directory of images (a repository: its tree mirrored live, each image as <name>.ome.zarr).
     Returns once the mount is live (exit 0) or failed (non-zero, with the reason).
     """
     from zarrfs.frontends.mount import (
@@ -237,6 +271,7 @@ def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_opt
         log_file=log_file,
         debug=debug,
         request_timeout=request_timeout,
+        repository=repository,
     )
     # For a person at a terminal only: scripts read stderr for errors, and a normal mount prints nothing.
     hint = reader_choice_hint(spec.mountpoint) if sys.stderr.isatty() else None
@@ -285,8 +320,9 @@ def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_opt
 )
 @_timeout_flag("504 Gateway Timeout")
 @_fail_cleanly
+@_repository_option_flags
 def serve(source: str | None, host: str, port: int, cors_origin: str, token: str | None,
-          request_timeout: float, **serve: Any) -> None:  # fmt: skip
+          request_timeout: float, repository: RepositoryOptions, **serve: Any) -> None:  # fmt: skip
     """Serve SOURCE over HTTP as OME-Zarr (and Neuroglancer precomputed), for web viewers and remote clients.
 
     Prints the URL once connections are accepted; runs until Ctrl-C or SIGTERM.
@@ -304,6 +340,7 @@ def serve(source: str | None, host: str, port: int, cors_origin: str, token: str
             cors_origin=cors_origin,
             token=make_token() if token == "auto" else token,
             request_timeout=request_timeout,
+            repository=repository,
         )
     )
 
@@ -327,21 +364,38 @@ def unmount(mountpoint: str, lazy: bool, debug: bool) -> None:
 @_serve_option_flags
 @click.option("--check", is_flag=True,
               help="Open every file of the source now (a file sequence opens each file only when first read) "
-                   "and list those that cannot be served; exit 1 if any.")  # fmt: skip
+                   "and list those that cannot be served; exit 1 if any (for a repository: if any image "
+                   "cannot be served).")  # fmt: skip
 @_debug_flag("log what the reader ignored or assumed on stderr")
 @_fail_cleanly
-def info(source: str | None, check: bool, debug: bool, **serve: Any) -> None:
+@_repository_option_flags
+def info(source: str | None, check: bool, debug: bool, repository: RepositoryOptions, **serve: Any) -> None:
     """Print the hierarchy a mount of SOURCE would expose, without mounting."""
     import logging
 
-    from zarrfs.core import open_dataset
     from zarrfs.core.describe import describe
+    from zarrfs.core.repository import Repository
+    from zarrfs.core.repository.report import report
+    from zarrfs.core.served import open_served
 
     if debug:
         logging.basicConfig(level=logging.DEBUG, format="zarrfs: debug: %(name)s: %(message)s")
     if (source is None) == (serve["sequence_list"] is None):
         raise ZarrfsError("give either SOURCE or --sequence-list FILE")
-    dataset = open_dataset(source or serve["sequence_list"], serve_options(**serve))
+    served = open_served(source or serve["sequence_list"], serve_options(**serve), repository)
+    if isinstance(served, Repository):
+        if not debug:  # the report says which images cannot be served: not the log on stderr too
+            logging.getLogger("zarrfs").addHandler(logging.NullHandler())
+        try:
+            summary = report(served.tree)
+        finally:
+            served.close()
+        for line in summary.lines:
+            click.echo(line)
+        if check and summary.failed:
+            sys.exit(1)
+        return
+    dataset = served
     try:
         click.echo(describe(dataset))
         problems = dataset.source.problems() if check else []

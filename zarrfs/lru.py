@@ -9,7 +9,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from zarrfs import cancellation
 from zarrfs.cancellation import Cancelled
@@ -51,6 +51,15 @@ def without_tracebacks(error: E) -> E:
             link.__traceback__ = None
             pending.extend(linked for linked in (link.__cause__, link.__context__) if linked is not None)
     return error
+
+
+class ChunkCache(Protocol[V]):
+    """What the levels of a dataset ask of their cache: a ByteLRUCache, or a ScopedCache view of one shared
+    by many datasets."""
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> V: ...
+
+    def peek(self, key: Hashable) -> V | None: ...
 
 
 class _Pending(Generic[V]):
@@ -187,3 +196,21 @@ class ByteLRUCache(Generic[V]):
                 size_bytes=self._size,
                 capacity_bytes=self.capacity_bytes,
             )
+
+
+class ScopedCache(Generic[V]):
+    """One dataset's view of a cache that several datasets share (a repository's, within one --cache-size):
+    its keys are the dataset's own keys under ``scope``, so that datasets whose levels have the same names
+    and chunk indices never read each other's entries. ``scope`` must name the served bytes (a repository
+    node's files by identity, see zarrfs.core.repository): a dataset reopened on unchanged files finds the
+    chunks it made before."""
+
+    def __init__(self, shared: ByteLRUCache[V], scope: Hashable) -> None:
+        self.shared = shared
+        self.scope = scope
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> V:
+        return self.shared.get_or_compute((self.scope, key), compute)
+
+    def peek(self, key: Hashable) -> V | None:
+        return self.shared.peek((self.scope, key))

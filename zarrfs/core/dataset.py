@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from zarrfs.core.sharding import ShardedArray
 from zarrfs.core.staleness import SourceWatch, WatchedSource
 from zarrfs.core.tree import ChunkFiles, VirtualTree
 from zarrfs.core.windows import DisplayWindows, display_windows
-from zarrfs.lru import ENTRY_OVERHEAD_BYTES, ByteLRUCache
+from zarrfs.lru import ENTRY_OVERHEAD_BYTES, ByteLRUCache, ChunkCache, ScopedCache
 from zarrfs.sources import ImageSource, open_source
 from zarrfs.sources.identity import FileIdentity
 
@@ -40,6 +40,23 @@ def block_cache_bytes(cache_bytes: int) -> int:
 def chunk_cache_bytes(cache_bytes: int) -> int:
     """The rest of the cache budget: served chunks, of the coarse computed levels and of all others."""
     return cache_bytes - block_cache_bytes(cache_bytes)
+
+
+@dataclass(frozen=True)
+class SharedCaches:
+    """The caches of many datasets served together (a repository) within one ``--cache-size``: their served
+    chunks share one LRU (each dataset's keys under a scope of its own, see ScopedCache), and each open
+    source keeps at most ``block_bytes`` of decoded blocks, the block share divided among the sources that
+    may be open at once."""
+
+    chunks: ByteLRUCache[Any]
+    block_bytes: int
+
+    @classmethod
+    def within(cls, cache_bytes: int, max_open: int) -> SharedCaches:
+        return cls(
+            new_cache(chunk_cache_bytes(cache_bytes)), max(1, block_cache_bytes(cache_bytes) // max_open)
+        )
 
 
 # Coarse computed levels (together at most 1/12 of level 0) may take up to this share of the chunk cache.
@@ -96,8 +113,8 @@ class Dataset:
     source: ImageSource
     options: ServeOptions
     compressor: Compressor
-    cache: ByteLRUCache[Any]  # chunks of every level but the coarse computed ones
-    coarse_cache: ByteLRUCache[Any]  # chunks of the coarse computed levels (see coarse_levels)
+    cache: ChunkCache[Any]  # chunks of every level but the coarse computed ones
+    coarse_cache: ChunkCache[Any]  # chunks of the coarse computed levels (see coarse_levels)
     levels: list[PixelLevel]
     layouts: list[Layout]
     tree: VirtualTree
@@ -166,8 +183,16 @@ def _documents(
     return {path: json_bytes(document) for path, document in fmt.consolidated(documents).items()}
 
 
-def build_dataset(source: ImageSource, options: ServeOptions, watch: SourceWatch | None = None) -> Dataset:
-    """Serve ``source``, watching its files from ``watch`` on (default: a watch started now)."""
+def build_dataset(
+    source: ImageSource,
+    options: ServeOptions,
+    watch: SourceWatch | None = None,
+    shared: SharedCaches | None = None,
+    scope: Hashable = None,
+) -> Dataset:
+    """Serve ``source``, watching its files from ``watch`` on (default: a watch started now). Its chunks go
+    to caches of its own within ``options.cache_bytes``, or with ``shared`` to the shared chunk cache under
+    ``scope`` (which must name the source's files as they are, see ScopedCache)."""
     watch = watch or SourceWatch.of(source.watched_files())
     info = source.info
     if options.pixel_sizes:
@@ -180,7 +205,7 @@ def build_dataset(source: ImageSource, options: ServeOptions, watch: SourceWatch
     chunk_share = chunk_cache_bytes(options.cache_bytes)
     # The levels are built on the whole chunk share; once their sizes are known, the coarse ones get a cache
     # of their own out of it.
-    cache = new_cache(chunk_share)
+    cache: ChunkCache[Any] = new_cache(chunk_share) if shared is None else ScopedCache(shared.chunks, scope)
     name = os.path.basename(source.path)
     levels: list[PixelLevel] = []
     fanout = FanOut()
@@ -195,11 +220,15 @@ def build_dataset(source: ImageSource, options: ServeOptions, watch: SourceWatch
     added = computed_levels(levels, info, options)
     method = options.downsample if added else None
     levels += added
-    # The coarse levels' cache leaves the others room for their largest chunk.
-    coarse_budget = min(int(chunk_share * COARSE_CACHE_SHARE), chunk_share - cache_room(largest_chunk))
-    coarse, coarse_bytes = coarse_levels(levels, coarse_budget, options.compressor != "none")
-    cache = new_cache(chunk_share - coarse_bytes)  # together the caches stay within --cache-size
-    coarse_cache = new_cache(coarse_bytes)
+    if shared is None:
+        # The coarse levels' cache leaves the others room for their largest chunk.
+        coarse_budget = min(int(chunk_share * COARSE_CACHE_SHARE), chunk_share - cache_room(largest_chunk))
+        coarse, coarse_bytes = coarse_levels(levels, coarse_budget, options.compressor != "none")
+        cache = new_cache(chunk_share - coarse_bytes)  # together the caches stay within --cache-size
+        coarse_cache: ChunkCache[Any] = new_cache(coarse_bytes)
+    else:
+        # Room set aside for each of many datasets' coarse levels would add up past --cache-size.
+        coarse, coarse_cache = [], cache
     for level in levels:
         level.cache = coarse_cache if level in coarse else cache
     layouts = [_build_layout(FORMATS[ngff], watched, levels, compressor, options) for ngff in options.ngff]
@@ -217,20 +246,28 @@ def build_dataset(source: ImageSource, options: ServeOptions, watch: SourceWatch
 
 
 def open_dataset(
-    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], options: ServeOptions | None = None
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    options: ServeOptions | None = None,
+    shared: SharedCaches | None = None,
+    scope: Hashable = None,
+    known: Mapping[str, FileIdentity] | None = None,
 ) -> Dataset:
     """Open ``path`` (a file, a glob pattern, a list of files) and build its virtual tree: metadata, and a
-    sample of pixels of a bounded size for the display windows (see windows.py)."""
+    sample of pixels of a bounded size for the display windows (see windows.py). ``shared`` and ``scope``
+    as for build_dataset; ``known`` the identities of its files as the caller saw them (a repository's
+    listing): served only if they are still those."""
     options = options or ServeOptions()
     # The file as it is before any of its bytes is read: a change while it is being opened shows at the first
     # check. (A file that cannot be looked up, or a file set, is left to open_source, which says why.)
-    before = {}
-    if isinstance(path, str | os.PathLike):
+    before = dict(known or {})
+    if not before and isinstance(path, str | os.PathLike):
         with contextlib.suppress(OSError):
             before = {os.path.abspath(path): FileIdentity.of(os.fspath(path))}
-    source = open_source(path, options.source, block_cache_bytes(options.cache_bytes))
+    blocks = block_cache_bytes(options.cache_bytes) if shared is None else shared.block_bytes
+    source = open_source(path, options.source, blocks)
     try:
-        return build_dataset(source, options, SourceWatch.of(source.watched_files(), known=before))
+        watch = SourceWatch.of(source.watched_files(), known=before)
+        return build_dataset(source, options, watch, shared, scope)
     except BaseException:
         source.close()
         raise

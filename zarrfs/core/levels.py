@@ -17,7 +17,7 @@ import numpy as np
 
 from zarrfs import cancellation
 from zarrfs.core.staleness import SourceChangedError
-from zarrfs.lru import ByteLRUCache, without_tracebacks
+from zarrfs.lru import ByteLRUCache, ChunkCache, without_tracebacks
 from zarrfs.sources import ImageSource
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class PixelLevel(ABC):
         shape: tuple[int, ...],
         dtype: np.dtype,
         chunks: tuple[int, ...],
-        cache: ByteLRUCache[CachedValue],
+        cache: ChunkCache[CachedValue],
         fill_value: int | float | bool | complex,
         fanout: FanOut,
     ) -> None:
@@ -256,7 +256,7 @@ class StoredLevel(PixelLevel):
         source: ImageSource,
         level: int,
         chunks: tuple[int, ...],
-        cache: ByteLRUCache[CachedValue],
+        cache: ChunkCache[CachedValue],
         fanout: FanOut | None = None,
     ) -> None:
         """``fanout`` is the dataset's; a level made on its own (as in tests) gets one of its own."""

@@ -51,6 +51,24 @@ class ChunkFiles(Protocol):
     def read(self, index: ChunkIndex, offset: int, size: int, blocking: bool = True) -> FileBytes: ...
 
 
+class ServedTree(Protocol):
+    """The calling convention front ends serve a tree by: VirtualTree (one image) and RepositoryTree (a
+    directory of images, zarrfs.core.repository) follow it. ``blocking=False`` calls raise WouldBlock
+    rather than make a chunk, read the source or scan a directory."""
+
+    def stat(self, path: str, blocking: bool = True) -> Entry | None: ...
+
+    def listdir(self, path: str, start: int = 0) -> Iterator[str]: ...
+
+    def is_document(self, path: str) -> bool: ...
+
+    def computed_depth(self, path: str) -> int: ...
+
+    def read(self, path: str, offset: int, size: int, blocking: bool = True) -> FileBytes: ...
+
+    def read_file(self, path: str, blocking: bool = True) -> FileBytes: ...
+
+
 @dataclass(frozen=True)
 class Entry:
     """A path's kind and size: ``size`` is DIRECTORY for directories, else the exact file size."""

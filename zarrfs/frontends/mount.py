@@ -25,8 +25,10 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn, TextIO
 
-from zarrfs.core import ServeOptions, open_dataset
+from zarrfs.core import ServeOptions
+from zarrfs.core.repository import Repository, RepositoryOptions
 from zarrfs.core.requests import DEFAULT_TIMEOUT_S
+from zarrfs.core.served import open_served
 from zarrfs.errors import MountError, ZarrfsError
 from zarrfs.frontends.allocator import keep_freed_memory_for_reuse
 from zarrfs.frontends.daemon_log import CapturedStderr, DaemonLog, open_default_log, open_log_file
@@ -51,6 +53,9 @@ STOP_TIMEOUT_S = 10.0
 EXIT_GRACE_S = 5.0
 # Served content never changes while mounted: let the kernel cache attributes, lookups and misses.
 CACHE_TIMEOUT_S = 3600
+# A repository's content does (files come and go): the kernel asks again after this long, so that new and
+# deleted files show within REPOSITORY_CACHE_TIMEOUT_S plus the repository's own recheck (listings.py).
+REPOSITORY_CACHE_TIMEOUT_S = 1
 READ_AHEAD_KB = 4096
 LOG_FORMAT = "%(asctime)s zarrfs[%(process)d] %(levelname)s %(message)s"
 # zarrfs recognises its mounts by the subtype (file system type fuse.zarrfs): a user may not change it.
@@ -72,6 +77,7 @@ class MountSpec:
     log_file: str | None = None
     debug: bool = False
     request_timeout: float = DEFAULT_TIMEOUT_S  # a request taking longer gets EIO
+    repository: RepositoryOptions = field(default_factory=RepositoryOptions)  # for a directory of images
 
 
 def parse_fuse_options(values: tuple[str, ...] | list[str]) -> dict[str, str | bool]:
@@ -149,6 +155,9 @@ def check_mountpoint(mountpoint: str, source: str) -> None:
     real_source = os.path.realpath(source)
     if real_source.startswith(mountpoint.rstrip("/") + "/"):
         raise MountError(f"source {source} lies inside the mount point {mountpoint}; mount somewhere else")
+    if os.path.isdir(real_source) and mountpoint.startswith(real_source.rstrip("/") + "/"):
+        # A repository would list its own mount, and serve it inside itself.
+        raise MountError(f"mount point {mountpoint} lies inside the source {source}; mount somewhere else")
 
 
 def check_fuse_available() -> None:
@@ -255,7 +264,7 @@ def serve(
 
         FUSE = fuse_class()
         keep_freed_memory_for_reuse()  # this process is the daemon: its allocator is ours to tune
-        dataset = open_dataset(spec.source, spec.options)
+        served = open_served(spec.source, spec.options, spec.repository)
     except ZarrfsError as error:
         on_error(str(error))
         raise
@@ -273,26 +282,35 @@ def serve(
             os.write(2, captured.release().encode())
         threading.Thread(target=_report_when_live, args=(spec.mountpoint, when_live), daemon=True).start()
 
+    live = isinstance(served, Repository)
+    if isinstance(served, Repository):
+        described, description = served.path, served.description
+    else:
+        described, description = served.source.files()[0], served.source.info.description
     operations = ZarrfsOperations(
-        dataset.tree,
-        mtime_ns=os.stat(dataset.source.files()[0]).st_mtime_ns,
+        served.tree,
+        mtime_ns=os.stat(described).st_mtime_ns,
         request_timeout=spec.request_timeout,
         on_init=when_serving,
     )
+    cache_timeout = REPOSITORY_CACHE_TIMEOUT_S if live else CACHE_TIMEOUT_S
     fuse_options: dict[str, str | bool | int] = {
         "ro": True,
         "fsname": escape_fuse_option(f"zarrfs:{spec.source}"),
         "subtype": FUSE_SUBTYPE,
-        "kernel_cache": True,
-        "attr_timeout": CACHE_TIMEOUT_S,
-        "entry_timeout": CACHE_TIMEOUT_S,
-        "negative_timeout": CACHE_TIMEOUT_S,
+        "kernel_cache": not live,
+        # A repository's images are replaced under the same names: pages the kernel kept of one version
+        # must not be read with another's (two readers of one chunk file could get a page of each).
+        "direct_io": live,
+        "attr_timeout": cache_timeout,
+        "entry_timeout": cache_timeout,
+        "negative_timeout": cache_timeout,
         "default_permissions": True,
         **_libfuse_version_options(),
         **spec.fuse_options,
     }
 
-    log.info("serving %s at %s (%s)", spec.source, spec.mountpoint, dataset.source.info.description)
+    log.info("serving %s at %s (%s)", spec.source, spec.mountpoint, description)
     try:
         captured = CapturedStderr()
         FUSE(operations, spec.mountpoint, foreground=True, debug=spec.debug, **fuse_options)
@@ -308,7 +326,7 @@ def serve(
         if captured is not None:
             captured.release()
         lock.release()
-        dataset.close()
+        served.close()
     log.info("unmounted %s", spec.mountpoint)
 
 

@@ -23,10 +23,11 @@ from typing import Any
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
-from zarrfs.core import Dataset, open_dataset
 from zarrfs.core.options import ServeOptions, serve_options
+from zarrfs.core.repository import Repository, RepositoryOptions, repository_options
 from zarrfs.core.requests import DEFAULT_TIMEOUT_S, RequestPolicy
-from zarrfs.core.tree import FileBytes, VirtualTree
+from zarrfs.core.served import Served, open_served
+from zarrfs.core.tree import FileBytes, ServedTree
 from zarrfs.errors import SourceError, ZarrfsError
 from zarrfs.sources.identity import FileIdentity
 
@@ -47,6 +48,7 @@ class StoreOpening:
     source: str | tuple[str, ...]
     timeout: float
     options: ServeOptions
+    repository: RepositoryOptions
     watched: tuple[tuple[str, FileIdentity], ...]
     fingerprint: str
 
@@ -70,7 +72,7 @@ def _absolute(source: SourceArgument) -> str | tuple[str, ...]:
 class _Served:
     """An opened source and the request policy over its tree."""
 
-    dataset: Dataset
+    dataset: Served
     requests: RequestPolicy
 
     def file_bytes(self, key: str, byte_range: ByteRequest | None, blocking: bool = True) -> FileBytes | None:
@@ -87,8 +89,10 @@ class _Served:
         self.dataset.close()
 
 
-def _serve(source: str | tuple[str, ...], timeout: float, options: ServeOptions) -> _Served:
-    dataset = open_dataset(source, options)  # the one place where a store opens its source
+def _serve(
+    source: str | tuple[str, ...], timeout: float, options: ServeOptions, repository: RepositoryOptions
+) -> _Served:
+    dataset = open_served(source, options, repository)  # the one place where a store opens its source
     try:
         return _Served(dataset, RequestPolicy(dataset.tree, timeout))
     except BaseException:
@@ -103,30 +107,41 @@ def _identity(path: str) -> FileIdentity:
         raise SourceError(f"cannot check source file {path}: {error.strerror}") from None
 
 
-def _fingerprint(dataset: Dataset) -> str:
-    """A digest of the path and identity of every file ``dataset`` reads: watched files as the watch took them
+def _watched(served: Served) -> dict[str, FileIdentity]:
+    """The identity of each watched file as the watch took it before the open. None for a repository: it is
+    live (files come and go, each image node checks its own), and a copy serves the directory as it is."""
+    return {} if isinstance(served, Repository) else served.watch.opened
+
+
+def _files(served: Served) -> tuple[str, ...]:
+    return () if isinstance(served, Repository) else served.source.files()
+
+
+def _fingerprint(served: Served) -> str:
+    """A digest of the path and identity of every file ``served`` reads: watched files as the watch took them
     before the open, the others (a sequence's, which the sequence checks itself) as they are now. Device
     numbers are left out: one file on a shared file system has another on each machine (NFS numbers its
     mounts per client); inode, size and times are the file's own."""
     digest = hashlib.sha256()
-    for path in dataset.source.files():
-        _, *identity = dataset.watch.opened.get(path) or _identity(path)
+    watched = _watched(served)
+    for path in _files(served):
+        _, *identity = watched.get(path) or _identity(path)
         digest.update(repr((path, *identity)).encode())
     return digest.hexdigest()
 
 
-def _check_same_files(opening: StoreOpening, dataset: Dataset) -> None:
-    """Raise SourceError unless ``dataset`` reads the files ``opening`` was made from, unchanged."""
-    now = dataset.watch.opened
+def _check_same_files(opening: StoreOpening, served: Served) -> None:
+    """Raise SourceError unless ``served`` reads the files ``opening`` was made from, unchanged."""
+    now = _watched(served)
     for path, identity in opening.watched:
         if path not in now:
             raise SourceError(f"source {path} is no longer among its files")
         change = identity._replace(device=now[path].device).change_to(now[path])
         if change is not None:
             raise SourceError(f"source {path} {change} since the store was opened")
-    if _fingerprint(dataset) != opening.fingerprint:
+    if _fingerprint(served) != opening.fingerprint:
         raise SourceError(
-            f"its {len(dataset.source.files())} files are not those it was opened with: one was added, "
+            f"its {len(_files(served))} files are not those it was opened with: one was added, "
             "removed, replaced or modified since"
         )
 
@@ -143,7 +158,7 @@ def _byte_slice(size: int, byte_range: ByteRequest | None) -> slice:
     raise TypeError(f"unexpected byte range {byte_range!r}")
 
 
-def _walk_files(tree: VirtualTree, directory: str) -> Iterator[str]:
+def _walk_files(tree: ServedTree, directory: str) -> Iterator[str]:
     for name in tree.listdir(directory):
         path = f"{directory}/{name}" if directory else name
         entry = tree.stat(path)
@@ -154,8 +169,8 @@ def _walk_files(tree: VirtualTree, directory: str) -> Iterator[str]:
 
 
 class ZarrfsStore(Store):
-    """The served OME-Zarr hierarchy of one source as a zarr-python store; chunks are made on demand in
-    worker threads, so zarr's concurrent reads decode source tiles in parallel.
+    """The served OME-Zarr hierarchy of one source (or a repository's tree of them) as a zarr-python store;
+    chunks are made on demand in worker threads, so zarr's concurrent reads decode source tiles in parallel.
 
     Requests follow the same policy as a mount's (zarrfs.core.requests): documents and cached chunks are
     answered on the event loop, the rest in workers; a request over ``timeout`` seconds raises
@@ -166,7 +181,7 @@ class ZarrfsStore(Store):
     supports_partial_writes = False
     supports_listing = True
 
-    def __init__(self, dataset: Dataset, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, dataset: Served, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         """Serve ``dataset`` (such a store cannot be pickled: ``open_store``'s can)."""
         self._start(None, _Served(dataset, RequestPolicy(dataset.tree, timeout)))
 
@@ -207,7 +222,7 @@ class ZarrfsStore(Store):
         opening = self._opening
         assert opening is not None  # only a store with an opening is made unopened
         try:
-            served = _serve(opening.source, opening.timeout, opening.options)
+            served = _serve(opening.source, opening.timeout, opening.options, opening.repository)
             try:
                 _check_same_files(opening, served.dataset)
             except BaseException:
@@ -233,7 +248,7 @@ class ZarrfsStore(Store):
         return served if served is not None else await asyncio.to_thread(self._serving)
 
     @property
-    def dataset(self) -> Dataset:
+    def dataset(self) -> Served:
         return self._serving().dataset
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -258,7 +273,8 @@ class ZarrfsStore(Store):
     def __repr__(self) -> str:
         if self._opening is not None:
             return f"ZarrfsStore({self._opening.source!r})"
-        return f"ZarrfsStore({self.dataset.source.path!r})"
+        served = self.dataset
+        return f"ZarrfsStore({served.path if isinstance(served, Repository) else served.source.path!r})"
 
     async def get(
         self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
@@ -327,15 +343,20 @@ def open_store(
 
     Takes the same options as ``zarrfs mount`` (``series``, ``chunks``, ``compressor``, ``clevel``,
     ``cache_size``, ``timeout``, ``ngff``: "0.4" by default, "0.5" or "all"), e.g. ``open_store("x.tif",
-    compressor="blosc-lz4", cache_size="1GiB")``. A read that takes longer than ``timeout`` seconds (positive,
-    finite) raises ``zarrfs.core.requests.RequestTimeout``, a TimeoutError, where a mount answers EIO.
+    compressor="blosc-lz4", cache_size="1GiB")``. A directory no reader opens as one image is a repository
+    (``max_open``, ``settle``, ``follow_symlinks``): its tree, each image at ``<name>.ome.zarr/``. A read
+    that takes longer than ``timeout`` seconds (positive, finite) raises
+    ``zarrfs.core.requests.RequestTimeout``, a TimeoutError, where a mount answers EIO.
     """
     absolute = _absolute(source)
+    repository = repository_options(
+        **{name: options.pop(name) for name in ("max_open", "settle", "follow_symlinks") if name in options}
+    )
     parsed = serve_options(**options)
-    served = _serve(absolute, timeout, parsed)
+    served = _serve(absolute, timeout, parsed, repository)
     try:
-        watched = tuple(served.dataset.watch.opened.items())
-        opening = StoreOpening(absolute, timeout, parsed, watched, _fingerprint(served.dataset))
+        watched = tuple(_watched(served.dataset).items())
+        opening = StoreOpening(absolute, timeout, parsed, repository, watched, _fingerprint(served.dataset))
     except BaseException:
         served.close()
         raise

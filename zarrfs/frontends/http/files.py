@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from zarrfs.core.dataset import Dataset
 from zarrfs.core.precomputed import INFO, Encoding, PrecomputedVolume
-from zarrfs.core.tree import FileBytes
+from zarrfs.core.tree import FileBytes, ServedTree
 from zarrfs.frontends.http.semantics import ByteRange
 
 PRECOMPUTED = "precomputed"
@@ -16,15 +18,29 @@ class ServedFiles:
     """Sizes and bytes by path, in the tree's calling convention (``blocking``, WouldBlock), for the request
     policy; raises FileNotFoundError, IsADirectoryError, RangeNotSatisfiable or what the tree raises."""
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.tree = dataset.tree
-        info, levels = dataset.source.info, dataset.levels
+    def __init__(
+        self,
+        tree: ServedTree,
+        precomputed: dict[str, PrecomputedVolume] | None = None,
+        identity: Callable[..., str] | None = None,
+    ) -> None:
+        """``identity(path, blocking)`` names what is served at ``path`` beyond the served source (a
+        repository's node, see RepositoryTree.identity); by default nothing more."""
+        self.tree = tree
         # Directory -> volume, longest directory first (so that precomputed/jpeg is not taken for a scale).
-        self.precomputed = {
+        self.precomputed = precomputed or {}
+        self.identity = identity or _same_everywhere
+
+    @classmethod
+    def of_dataset(cls, dataset: Dataset) -> ServedFiles:
+        """One image's tree, with its Neuroglancer precomputed volumes."""
+        info, levels = dataset.source.info, dataset.levels
+        precomputed = {
             directory: PrecomputedVolume(info, levels, encoding)
             for directory, encoding in PRECOMPUTED_ENCODINGS.items()
             if PrecomputedVolume.supports(info, levels, encoding)
         }
+        return cls(dataset.tree, precomputed)
 
     def _precomputed(self, path: str) -> tuple[PrecomputedVolume, str] | None:
         """The precomputed volume ``path`` lies in and the path inside it, if any."""
@@ -60,3 +76,7 @@ class ServedFiles:
         start, stop = byte_range.span(entry.size) if byte_range else (0, entry.size)
         body: FileBytes = self.tree.read(path, start, stop - start, blocking) if with_body else b""
         return entry.size, (start, stop), body
+
+
+def _same_everywhere(path: str, blocking: bool = True) -> str:
+    return ""

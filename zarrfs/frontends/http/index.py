@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import urllib.parse
 from typing import Any
 
 from zarrfs.core.dataset import Dataset
+from zarrfs.core.repository import Repository
 
 VIZARR = "https://hms-dbmi.github.io/vizarr/?source="
 
@@ -73,5 +76,40 @@ class Index:
 {rows}</table>
 <h2>Open in a viewer</h2><table border="1"><tr><th>viewer</th><th>source</th></tr>
 {viewers}</table></body></html>
+"""
+        return page.encode()
+
+
+class RepositoryIndex:
+    """The page of a served repository: its top-level entries (images are ``<name>.ome.zarr``) and where its
+    statistics are. Neuroglancer precomputed is not served for repository images."""
+
+    def __init__(self, repository: Repository) -> None:
+        self.repository = repository
+
+    def describe(self, base: str) -> dict[str, Any]:
+        tree = self.repository.tree
+        return {
+            "source": os.path.basename(self.repository.path),
+            "repository": True,
+            "entries": list(tree.listdir("")),
+            "statistics": f"{base}.zarrfs/stats.json",
+        }
+
+    def json(self, base: str) -> bytes:
+        return (json.dumps(self.describe(base), indent=2) + "\n").encode()
+
+    def html(self, base: str) -> bytes:
+        about = self.describe(base)
+        rows = "".join(
+            f'<li><a href="{html.escape(urllib.parse.quote(name))}/">{html.escape(name)}</a></li>'
+            for name in about["entries"]
+        )
+        page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>zarrfs: {html.escape(about["source"])}</title></head>
+<body><h1>{html.escape(about["source"])}</h1>
+<p>A repository served by zarrfs: each image is an OME-Zarr directory named &lt;name&gt;.ome.zarr.
+Statistics: <a href=".zarrfs/stats.json">.zarrfs/stats.json</a>.</p>
+<ul>{rows}</ul></body></html>
 """
         return page.encode()

@@ -15,7 +15,7 @@ from zarrfs.core.describe import printable
 from zarrfs.core.requests import RequestPolicy, RequestTimeout
 from zarrfs.core.tree import FileBytes
 from zarrfs.frontends.http.files import ServedFiles
-from zarrfs.frontends.http.index import Index
+from zarrfs.frontends.http.index import Index, RepositoryIndex
 from zarrfs.frontends.http.semantics import (
     RangeNotSatisfiable,
     accepts,
@@ -66,7 +66,7 @@ class Site:
         self,
         files: ServedFiles,
         policy: RequestPolicy,
-        page: Index,
+        page: Index | RepositoryIndex,
         identity: str,
         mtime: float,
         access: Access,
@@ -149,7 +149,12 @@ class Site:
         document = self.files.is_document(path)
         byte_range = parse_range(headers.get("Range"))
         gzipped = document and byte_range is None and accepts(headers.get("Accept-Encoding"), "gzip")
-        tag = etag(self.identity, path, "gzip" if gzipped else "")
+        try:
+            served = await self.policy.answer_async(self.files.identity, path)
+        except RequestTimeout as error:
+            log.error("%s", error)
+            return _error(504, str(error))
+        tag = etag(self.identity + (f"\0{served}" if served else ""), path, "gzip" if gzipped else "")
         validators = {
             "ETag": tag,
             "Last-Modified": self.last_modified,

@@ -14,16 +14,19 @@ import os
 import secrets
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from zarrfs.core import ServeOptions, open_dataset
+from zarrfs.core import Dataset, ServeOptions
+from zarrfs.core.repository import Repository, RepositoryOptions
 from zarrfs.core.requests import DEFAULT_TIMEOUT_S, RequestPolicy
+from zarrfs.core.served import open_served
 from zarrfs.errors import ZarrfsError
 from zarrfs.frontends.http.files import ServedFiles
-from zarrfs.frontends.http.index import Index
+from zarrfs.frontends.http.index import Index, RepositoryIndex
 from zarrfs.frontends.http.routes import Access, Site
 from zarrfs.sources.identity import FileIdentity
 
@@ -50,6 +53,7 @@ class HttpSpec:
     cors_origin: str = "*"
     token: str | None = None
     request_timeout: float = DEFAULT_TIMEOUT_S
+    repository: RepositoryOptions = field(default_factory=RepositoryOptions)  # for a directory of images
 
 
 def url_of(host: str, port: int, token: str | None) -> str:
@@ -64,26 +68,32 @@ def make_token() -> str:
 def serve_http(spec: HttpSpec, announce: Callable[[str], None] = print) -> None:
     """Serve until SIGINT or SIGTERM; ``announce`` gets the URL once connections are accepted. Raises
     ZarrfsError for a source that cannot be served or an address that cannot be listened on."""
-    dataset = open_dataset(spec.source, spec.options)
+    served = open_served(spec.source, spec.options, spec.repository)
     try:
-        # The ETags of everything served name the identity of every file the source reads.
-        identities = [FileIdentity.of(path) for path in dataset.source.files()]
-        files = ServedFiles(dataset)
+        files, index, identity, mtime = _site_parts(served, spec)
         policy = RequestPolicy(files, spec.request_timeout)
-        site = Site(
-            files,
-            policy,
-            Index(dataset, sorted(files.precomputed)),
-            f"{identities}\0{spec.options}",
-            max(identity.mtime_ns for identity in identities) / 1e9,
-            Access(spec.cors_origin, spec.token),
-        )
+        site = Site(files, policy, index, identity, mtime, Access(spec.cors_origin, spec.token))
         try:
             asyncio.run(_listen(site, spec, announce))
         finally:
             policy.close()
     finally:
-        dataset.close()
+        served.close()
+
+
+def _site_parts(
+    served: Dataset | Repository, spec: HttpSpec
+) -> tuple[ServedFiles, Index | RepositoryIndex, str, float]:
+    """The served files, the index page, what names the source in ETags, and the Last-Modified time."""
+    if isinstance(served, Repository):
+        # ETags name each node's files as they are (RepositoryTree.identity): a replaced file changes them.
+        files = ServedFiles(served.tree, identity=served.tree.identity)
+        return files, RepositoryIndex(served), f"{served.path}\0{spec.options}", time.time()
+    # The ETags of everything served name the identity of every file the source reads.
+    identities = [FileIdentity.of(path) for path in served.source.files()]
+    files = ServedFiles.of_dataset(served)
+    index = Index(served, sorted(files.precomputed))
+    return files, index, f"{identities}\0{spec.options}", max(i.mtime_ns for i in identities) / 1e9
 
 
 async def _listen(site: Site, spec: HttpSpec, announce: Callable[[str], None]) -> None:
