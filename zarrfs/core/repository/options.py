@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from zarrfs.errors import ZarrfsError
 
 DEFAULT_MAX_OPEN = 64
-DEFAULT_SETTLE_S = 2.0
+# A new file shows within about 1.5 s of its last write (settled, plus the listing check every 0.5 s).
+DEFAULT_SETTLE_S = 1.0
 
 
 @dataclass(frozen=True)
