@@ -1,0 +1,149 @@
+"""One remote object as opened: its identity, pinned range reads, and the check that it is still the same.
+
+A change shows in two ways: a pinned read is refused (or answered by another object), or the identity
+check, which asks for the identity again at most every ``HEAD_INTERVAL_S`` seconds (never once per read).
+Either way the object stays marked as changed: no later read returns its bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+
+from zarrfs.errors import SourceError
+from zarrfs.sources.remote.access import ObjectAccess, access_for, describe_failure
+from zarrfs.sources.remote.filesystems import remote_filesystem
+from zarrfs.sources.remote.identity import ObjectChangedError, ObjectIdentity, RemoteError
+from zarrfs.sources.remote.options import RemoteOptions
+from zarrfs.sources.remote.transfer import attempt, run
+from zarrfs.sources.remote.urls import redact, scrub
+
+log = logging.getLogger(__name__)
+
+# The objects open now, by the name they are shown as (which sources give as their files).
+_OPEN: weakref.WeakValueDictionary[str, RemoteObject] = weakref.WeakValueDictionary()
+
+# How stale the identity check may be: a change that no pinned read runs into shows within this long.
+HEAD_INTERVAL_S = 5.0
+
+
+class RemoteObject:
+    """An object at a URL, pinned to its identity at open. Thread-safe."""
+
+    def __init__(
+        self, access: ObjectAccess, identity: ObjectIdentity, secrets: tuple[str, ...], key: str
+    ) -> None:
+        self.access = access
+        self.identity = identity
+        self.name = access.name
+        self.key = key  # names the object and its identity, for caches beyond this process; holds no secret
+        self._secrets = secrets
+        self._change: str | None = None
+        self._checked_at = time.monotonic()
+        self._lock = threading.Lock()
+        self.requests = 1  # made so far (the open's HEAD included), for stats and tests
+
+    @classmethod
+    def open(cls, url: str, options: RemoteOptions | None = None) -> RemoteObject:
+        """The object at ``url`` as it is now; a one-line SourceError when it is missing or forbidden."""
+        options = options or RemoteOptions()
+        name = redact(url)
+        fs, path = remote_filesystem(url, options)
+        access = access_for(fs, path, name)
+        secrets = (*options.secrets(), *_url_secrets(url))
+        try:
+            identity = run(access.loop, lambda: attempt(access.head, f"HEAD {name}"))
+        except RemoteError as error:
+            raise SourceError(scrub(str(error), secrets)) from None
+        except Exception as error:
+            raise SourceError(f"cannot open {name} ({scrub(describe_failure(error), secrets)})") from None
+        if identity.size == 0:
+            raise SourceError(f"source is empty (0 bytes): {name}")
+        digest = hashlib.sha256(f"{url}\0{identity.etag}\0{identity.version}\0{identity.size}".encode())
+        remote = cls(access, identity, secrets, digest.hexdigest())
+        _OPEN[name] = remote
+        return remote
+
+    def __repr__(self) -> str:
+        return f"RemoteObject({self.name!r}, {self.identity})"
+
+    @property
+    def mtime_ns(self) -> int:
+        return self.identity.mtime_ns
+
+    def fetch(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The bytes of each (start, stop) range, requested concurrently; RemoteError for any that fails
+        (ObjectChangedError when the object changed: from then on every fetch fails)."""
+        self.check_seen()
+        access, pinned = self.access, self.identity
+
+        async def one(start: int, stop: int) -> bytes:
+            return await attempt(lambda: access.get(start, stop, pinned), f"GET {self.name} [{start}:{stop}]")
+
+        async def every() -> list[bytes]:
+            return list(await asyncio.gather(*(one(start, stop) for start, stop in ranges)))
+
+        with self._lock:
+            self.requests += len(ranges)
+        try:
+            return run(access.loop, every)
+        except ObjectChangedError as error:
+            self._changed(error.phrase)
+            raise RemoteError(scrub(str(error), self._secrets)) from None
+        except RemoteError as error:
+            raise RemoteError(scrub(str(error), self._secrets), error.status) from None
+        except Exception as error:
+            raise RemoteError(
+                f"cannot read {self.name} ({scrub(describe_failure(error), self._secrets)})"
+            ) from None
+
+    def _changed(self, change: str) -> None:
+        with self._lock:
+            if self._change is None:
+                self._change = scrub(change, self._secrets)
+                log.error("%s %s since it was opened; serving no more of it", self.name, self._change)
+
+    def check_seen(self) -> None:
+        if self._change is not None:
+            raise ObjectChangedError(f"{self.name} {self._change} since it was opened", self._change)
+
+    def change(self) -> str | None:
+        """What changed since open, in words (without the name), or None: a change a read ran into, else
+        (at most every HEAD_INTERVAL_S) what the identity asked for again says. A failed check is no change."""
+        if self._change is None and time.monotonic() - self._checked_at >= HEAD_INTERVAL_S:
+            self._checked_at = time.monotonic()
+            with self._lock:
+                self.requests += 1
+            try:
+                now = run(self.access.loop, lambda: attempt(self.access.head, f"HEAD {self.name}"))
+            except RemoteError as error:
+                if error.status in (404, 410):
+                    self._changed("was deleted")
+                else:
+                    log.warning("cannot check %s: %s", self.name, scrub(str(error), self._secrets))
+            except Exception as error:
+                log.warning("cannot check %s: %s", self.name, scrub(describe_failure(error), self._secrets))
+            else:
+                change = self.identity.change_to(now)
+                if change is not None:
+                    self._changed(change)
+        return self._change
+
+
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The user info and query string of ``url``: never shown, even inside a library's message."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    return tuple(part for part in (userinfo, parts.query, parts.password or "") if part)
+
+
+def opened(name: str) -> RemoteObject | None:
+    """The object open under ``name`` (its URL as shown), if any."""
+    return _OPEN.get(name)
