@@ -29,6 +29,10 @@ class SourceFile(Protocol):
 
     def read(self, length: int, offset: int) -> bytes: ...
 
+    def pread(self, length: int, offset: int) -> bytes:
+        """Up to ``length`` bytes from ``offset``: fewer at the end, as ``os.pread`` gives."""
+        ...
+
     def read_into(self, buffers: Sequence[memoryview], offset: int) -> None: ...
 
     def read_rows_into(self, rows: np.ndarray, offset: int, row_stride: int) -> None: ...
@@ -69,6 +73,9 @@ class PixelFile(RowWindows):
         # The size as opened, to check byte counts against before reading (a source changed since is
         # refused by the source check, not served).
         self.size = os.fstat(self.fd).st_size
+
+    def pread(self, length: int, offset: int) -> bytes:
+        return os.pread(self.fd, length, offset)
 
     def read(self, length: int, offset: int) -> bytes:
         data = os.pread(self.fd, length, offset)

@@ -58,6 +58,10 @@ class RemoteFile(RowWindows):
     def prefetch(self, ranges: Sequence[tuple[int, int]]) -> None:
         self.blocks.prefetch(ranges)
 
+    def pread(self, length: int, offset: int) -> bytes:
+        stop = min(offset + length, self.size)
+        return self.read(stop - offset, offset) if stop > offset else b""
+
     def read(self, length: int, offset: int) -> bytes:
         self._check(offset, offset + length)
         (data,) = self.blocks.read_ranges([(offset, offset + length)])

@@ -114,7 +114,8 @@ class RemoteObject:
 
     def change(self) -> str | None:
         """What changed since open, in words (without the name), or None: a change a read ran into, else
-        (at most every HEAD_INTERVAL_S) what the identity asked for again says. A failed check is no change."""
+        (at most every HEAD_INTERVAL_S) what the identity asked for again says. A failed check is no
+        change."""
         if self._change is None and time.monotonic() - self._checked_at >= HEAD_INTERVAL_S:
             self._checked_at = time.monotonic()
             with self._lock:
