@@ -150,7 +150,7 @@ class S3Access(ObjectAccess):
         except PermissionError:
             raise RemoteError(f"access denied (S3 403): {self.name}", 403) from None
         except OSError as error:
-            if "PreconditionFailed" in str(error) or "412" in str(error):
+            if _s3_error_code(error) == "PreconditionFailed":
                 raise ObjectChangedError(
                     f"{self.name} changed since it was opened (412)", "changed (412)", 412
                 ) from None
@@ -187,6 +187,14 @@ class S3Access(ObjectAccess):
             total = int(answer.get("ContentLength", -1)) if start == 0 and stop == pinned.size else None
         self._check_changed(pinned, total, answer.get("ETag"))
         return self._check_length(data, start, stop)
+
+
+def _s3_error_code(error: OSError) -> str | None:
+    """The S3 error code behind the OSError s3fs made of botocore's error."""
+    cause = error.__cause__ or error.__context__
+    response = getattr(cause, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return str(code) if code is not None else None
 
 
 class FsspecAccess(ObjectAccess):

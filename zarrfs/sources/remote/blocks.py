@@ -62,6 +62,7 @@ class BlockCache:
     def blocks(self, wanted: Iterable[int], ahead: int = 0) -> dict[int, bytes]:
         """The blocks ``wanted``, from the cache or fetched; when any is missing, up to ``ahead`` more blocks
         after the last one wanted come with them (read-ahead for sequential parsers)."""
+        self.remote.check_seen()  # a changed object serves nothing more, not even blocks kept from before
         wanted = sorted(set(wanted))
         found: dict[int, bytes] = {}
         missing: list[int] = []
