@@ -1,0 +1,120 @@
+"""Sources at URLs through a real FUSE mount: values equal the local files' (read with tifffile, h5py,
+nibabel), a changed object gives EIO for its chunks, and no credential reaches the mount's name, its log or
+the command's output."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from tests.mounting import mounted
+from tests.remote_cases import oracle, write_all, write_cog
+from tests.remote_servers import MotoS3, Nginx, moto_s3, nginx
+
+BUCKET = "mounted"
+KEY_ID = "AKIDMOUNTTESTKEY15"
+SECRET = "mount-secret-access-key-never-shown"
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_all(tmp_path_factory.mktemp("remote-mount-cases"))
+
+
+@pytest.fixture(scope="module")
+def http(cases: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    with nginx(next(iter(cases.values())).parent, tmp_path_factory.mktemp("nginx")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def s3(cases: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    import boto3
+
+    with moto_s3(tmp_path_factory.mktemp("moto")) as server:
+        client = boto3.client(
+            "s3",
+            endpoint_url=server.endpoint,
+            aws_access_key_id=KEY_ID,
+            aws_secret_access_key=SECRET,
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket=BUCKET)
+        for name in ("cog.tif", "volume.nii"):
+            client.upload_file(str(cases[name]), BUCKET, name)
+        yield server
+
+
+def _level0(mountpoint: Path) -> np.ndarray:
+    return np.asarray(zarr.open_group(str(mountpoint), mode="r")["0"][...])
+
+
+@pytest.mark.parametrize("name", ["tiled.tif", "pyramid.ome.tif", "volume.h5", "volume.nii.gz"])
+def test_http_mount_values(name: str, cases: dict[str, Path], http: Nginx, tmp_path: Path) -> None:
+    with mounted(f"{http.url}/{name}", tmp_path / "mnt") as mountpoint:  # type: ignore[arg-type]
+        served = _level0(mountpoint)
+    expected = oracle(cases[name])
+    np.testing.assert_array_equal(served.reshape(expected.shape), expected)
+
+
+def test_s3_mount_values_without_showing_credentials(
+    cases: dict[str, Path], s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    options = ("--storage-option", f"key={KEY_ID}", "--storage-option", f"secret={SECRET}", "--debug")
+    mountpoint = tmp_path / "mnt"
+    with mounted(f"s3://{BUCKET}/cog.tif", mountpoint, *options) as live:  # type: ignore[arg-type]
+        with open("/proc/self/mountinfo") as mounts:
+            entry = next(line for line in mounts if f" {live} " in line)
+        assert "zarrfs:s3://mounted/cog.tif" in entry
+        served = _level0(live)
+    np.testing.assert_array_equal(served, oracle(cases["cog.tif"]))
+    log = (tmp_path / "zarrfs.log").read_text()
+    assert "s3://mounted/cog.tif" in log  # the log names the source (--debug: every request logged)
+    for secret in (KEY_ID, SECRET):
+        assert secret not in entry and secret not in log
+
+
+def test_http_credentials_not_in_mount_name_or_log(http: Nginx, tmp_path: Path) -> None:
+    token = "signature-that-must-stay-hidden"
+    url = f"http://user:pa55word-hidden@{http.url.removeprefix('http://')}/volume.nii?sig={token}"
+    with mounted(url, tmp_path / "mnt", "--debug") as live:  # type: ignore[arg-type]
+        with open("/proc/self/mountinfo") as mounts:
+            entry = next(line for line in mounts if f" {live} " in line)
+        _level0(live)
+    log = (tmp_path / "zarrfs.log").read_text()
+    assert "volume.nii" in entry and "volume.nii" in log
+    for secret in (token, "pa55word-hidden"):
+        assert secret not in entry and secret not in log
+
+
+def test_changed_object_gives_eio(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path / "served"
+    root.mkdir()
+    expected = write_cog(root / "image.tif")
+    with nginx(root, tmp_path_factory.mktemp("nginx-change")) as server:
+        with mounted(f"{server.url}/image.tif", tmp_path / "mnt", "--cache-size", "16MiB") as live:  # type: ignore[arg-type]
+            array = zarr.open_group(str(live), mode="r")["0"]
+            np.testing.assert_array_equal(array[:512, :512], expected[:512, :512])
+            data = bytearray((root / "image.tif").read_bytes())
+            data[-1] ^= 0xFF
+            changed = root / "changed.tif"
+            changed.write_bytes(bytes(data))
+            os.utime(changed, ns=(os.stat(root / "image.tif").st_mtime_ns + 10**9,) * 2)
+            os.replace(changed, root / "image.tif")
+            # The last chunk's tiles were never fetched: its file read is refused, as EIO.
+            last = sorted(
+                path for path in (live / "0").rglob("*") if path.is_file() and path.name != ".zarray"
+            )[-1]
+            with pytest.raises(OSError) as raised:
+                last.read_bytes()
+            assert raised.value.errno == errno.EIO
+    log = (tmp_path / "zarrfs.log").read_text()
+    assert "changed (HTTP 412)" in log
