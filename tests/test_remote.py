@@ -5,6 +5,8 @@ and no credential appears in any output."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 import zarr
 
+from tests.http_serving import serving
 from tests.mounting import zarrfs
 from tests.remote_cases import oracle, write_all, write_cog
 from tests.remote_servers import MotoS3, Nginx, moto_s3, nginx
@@ -185,6 +188,32 @@ def test_changed_object_fails_and_never_mixes(
                 array[:512, :512]  # once seen, the change fails every chunk, cached ones too
         finally:
             store.dataset.close()
+
+
+def test_changed_object_is_a_bad_gateway_over_http(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``zarrfs serve`` of a URL: a chunk whose object changed is 502 (the upstream's fault), not 500."""
+    root = tmp_path / "served"
+    root.mkdir()
+    write_cog(root / "image.tif")
+    with (
+        nginx(root, tmp_path_factory.mktemp("nginx-502")) as server,
+        serving(f"{server.url}/image.tif") as http,
+    ):
+        status, _, body = http.request("GET", "/0/.zarray")
+        assert status == 200
+        array = json.loads(body)
+        grid = [math.ceil(size / chunk) for size, chunk in zip(array["shape"], array["chunks"], strict=True)]
+        last = "/0/" + array.get("dimension_separator", ".").join(str(count - 1) for count in grid)
+        data = bytearray((root / "image.tif").read_bytes())
+        data[-1] ^= 0xFF
+        (root / "changed.tif").write_bytes(bytes(data))
+        os.utime(root / "changed.tif", ns=(os.stat(root / "image.tif").st_mtime_ns + 10**9,) * 2)
+        os.replace(root / "changed.tif", root / "image.tif")
+        status, _, body = http.request("GET", last)
+        assert status == 502, body
+        assert "cannot serve" in body.decode() and "changed (HTTP 412)" in body.decode()
 
 
 def test_object_source_paths_are_urls_as_shown() -> None:
