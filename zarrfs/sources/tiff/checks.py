@@ -156,10 +156,12 @@ def _missing_codec_error(what: str, path: str) -> SourceError:
 # Truncation: files cut short while copying lose their tail, so compare where the data ends with the size.
 
 
-def check_contiguous_data(level: tifffile.TiffPageSeries, pages: int, path: str) -> None:
-    """``pages`` uncompressed pages stored back to back from the level's data offset."""
+def check_contiguous_data(
+    tiff: tifffile.TiffFile, level: tifffile.TiffPageSeries, pages: int, path: str
+) -> None:
+    """``pages`` uncompressed pages stored back to back from the level's data offset in ``tiff``."""
     assert level.dataoffset is not None  # the caller picked this reader because it is set
-    _check_data_end(level.dataoffset + pages * level.keyframe.nbytes, level.parent, path)
+    _check_data_end(level.dataoffset + pages * level.keyframe.nbytes, tiff, path)
 
 
 def check_paged_data(

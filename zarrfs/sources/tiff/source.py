@@ -107,7 +107,7 @@ class TiffSource(PassThroughLevels, ImageSource):
         dtype = np.dtype(level.dtype).newbyteorder("=")
         file_dtype = np.dtype(keyframe.dtype).newbyteorder(tiff.byteorder)
         if level.dataoffset is not None and not level.is_multifile and level.parent is tiff:
-            check_contiguous_data(level, plan.pages, self.path)
+            check_contiguous_data(tiff, level, plan.pages, self.path)
             return ContiguousLevel(plan, dtype, self._files[id(tiff)], level.dataoffset, file_dtype)
         # Resolving pages now, single-threaded, keeps tifffile's file handle out of read_region.
         pages = list(level)
