@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.mounting import require_tools
+from mounting import require_tools
 
 HOST = "127.0.0.1"
 STARTUP_S = 30.0

@@ -9,22 +9,24 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from http_serving import serving
+from mounting import zarrfs
+from remote_cases import oracle, write_cog
+from remote_fixtures import BUCKET, KEY_ID, SECRET
+from remote_servers import MotoS3, Nginx, nginx
 
-from tests.http_serving import serving
-from tests.mounting import zarrfs
-from tests.remote_cases import oracle, write_all, write_cog
-from tests.remote_servers import MotoS3, Nginx, moto_s3, nginx
 from zarrfs import open_store
 from zarrfs.errors import SourceError
 from zarrfs.sources import open_source
 from zarrfs.sources.remote.options import RemoteOptions, parse_storage_options
 from zarrfs.sources.remote.urls import redact
+
+pytest_plugins = ["remote_fixtures"]  # the servers and the cases they serve
 
 # Requests an open may make (HEAD, then the first block with its read-ahead, then IFDs or HDF5 object
 # headers beyond it), counted in the server's log. Measured: 2 for the small files, 6 for the OME-TIFF with
@@ -38,45 +40,6 @@ OPEN_BUDGET = {
     "volume.nii": 2,
     "volume.nii.gz": 2,
 }
-BUCKET = "images"
-SECRET_KEY_ID = "AKIDZARRFSTESTKEY15"
-SECRET_ACCESS_KEY = "zarrfs-secret-access-key-do-not-show"
-
-
-@pytest.fixture(scope="module")
-def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return write_all(tmp_path_factory.mktemp("remote-cases"))
-
-
-@pytest.fixture(scope="module")
-def http(cases: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
-    root = next(iter(cases.values())).parent
-    with nginx(root, tmp_path_factory.mktemp("nginx")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def s3(cases: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    """moto's S3 with the cases uploaded; this process's AWS variables point at it while the module runs."""
-    import boto3
-
-    with moto_s3(tmp_path_factory.mktemp("moto")) as server:
-        saved = dict(os.environ)
-        os.environ.update(
-            AWS_ACCESS_KEY_ID=SECRET_KEY_ID,
-            AWS_SECRET_ACCESS_KEY=SECRET_ACCESS_KEY,
-            AWS_ENDPOINT_URL=server.endpoint,
-            AWS_DEFAULT_REGION="us-east-1",
-        )
-        try:
-            client = boto3.client("s3")
-            client.create_bucket(Bucket=BUCKET)
-            for name, path in cases.items():
-                client.upload_file(str(path), BUCKET, name)
-            yield server
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
 
 
 def _level0(store: zarr.abc.store.Store) -> np.ndarray:
@@ -102,11 +65,11 @@ def test_http_values_and_requests_to_open(name: str, cases: dict[str, Path], htt
 
 
 @pytest.mark.parametrize("name", ["cog.tif", "pyramid.ome.tif", "volume.h5", "volume.nii.gz"])
-def test_s3_values_and_requests_to_open(name: str, cases: dict[str, Path], s3: MotoS3) -> None:
-    before = s3.count(f"{BUCKET}/{name}")
+def test_s3_values_and_requests_to_open(name: str, cases: dict[str, Path], aws: MotoS3) -> None:
+    before = aws.count(f"{BUCKET}/{name}")
     source = open_source(f"s3://{BUCKET}/{name}")
     try:
-        assert s3.count(f"{BUCKET}/{name}") - before <= OPEN_BUDGET[name]
+        assert aws.count(f"{BUCKET}/{name}") - before <= OPEN_BUDGET[name]
     finally:
         source.close()
     expected = oracle(cases[name])
@@ -127,13 +90,13 @@ def test_tiles_of_one_chunk_come_in_one_merged_request(http: Nginx) -> None:
         source.close()
 
 
-def test_missing_and_forbidden_objects_are_one_line_errors(http: Nginx, s3: MotoS3) -> None:
+def test_missing_and_forbidden_objects_are_one_line_errors(http: Nginx, aws: MotoS3) -> None:
     for url, words in (
         (f"{http.url}/nothing-here.tif", "not found (HTTP 404"),
         (f"{http.url}/forbidden/tiled.tif", "access denied (HTTP 403"),
         (f"s3://{BUCKET}/nothing-here.tif", "not found (S3"),
     ):
-        result = zarrfs("info", url, env={"AWS_ENDPOINT_URL": s3.endpoint})
+        result = zarrfs("info", url)
         assert result.returncode == 1
         assert result.stderr.startswith(f"zarrfs: error: {words}"), result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
@@ -152,13 +115,13 @@ def test_credentials_never_appear(http: Nginx, s3: MotoS3) -> None:
     assert missing.returncode == 1
     outputs += [missing.stdout, missing.stderr]
     # S3 credentials given as storage options, and a wrong endpoint so that the error path runs too.
-    options = ["--storage-option", f"key={SECRET_KEY_ID}", "--storage-option", f"secret={SECRET_ACCESS_KEY}"]
+    options = ["--storage-option", f"key={KEY_ID}", "--storage-option", f"secret={SECRET}"]
     for endpoint in (s3.endpoint, "http://127.0.0.1:9"):
         result = zarrfs("info", f"s3://{BUCKET}/tiled.tif", *options, env={"AWS_ENDPOINT_URL": endpoint})
         outputs += [result.stdout, result.stderr]
     assert "zarrfs: error: cannot open s3://images/tiled.tif" in outputs[-1]
     text = "\n".join(outputs)
-    for secret in (token, password, SECRET_KEY_ID, SECRET_ACCESS_KEY):
+    for secret in (token, password, KEY_ID, SECRET):
         assert secret not in text
 
 

@@ -6,49 +6,17 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from mounting import mounted
+from remote_cases import oracle, write_cog
+from remote_fixtures import BUCKET, KEY_ID, SECRET
+from remote_servers import MotoS3, Nginx, nginx
 
-from tests.mounting import mounted
-from tests.remote_cases import oracle, write_all, write_cog
-from tests.remote_servers import MotoS3, Nginx, moto_s3, nginx
-
-BUCKET = "mounted"
-KEY_ID = "AKIDMOUNTTESTKEY15"
-SECRET = "mount-secret-access-key-never-shown"
-
-
-@pytest.fixture(scope="module")
-def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return write_all(tmp_path_factory.mktemp("remote-mount-cases"))
-
-
-@pytest.fixture(scope="module")
-def http(cases: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
-    with nginx(next(iter(cases.values())).parent, tmp_path_factory.mktemp("nginx")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def s3(cases: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    import boto3
-
-    with moto_s3(tmp_path_factory.mktemp("moto")) as server:
-        client = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint,
-            aws_access_key_id=KEY_ID,
-            aws_secret_access_key=SECRET,
-            region_name="us-east-1",
-        )
-        client.create_bucket(Bucket=BUCKET)
-        for name in ("cog.tif", "volume.nii"):
-            client.upload_file(str(cases[name]), BUCKET, name)
-        yield server
+pytest_plugins = ["remote_fixtures"]  # the servers and the cases they serve
 
 
 def _level0(mountpoint: Path) -> np.ndarray:
@@ -73,11 +41,11 @@ def test_s3_mount_values_without_showing_credentials(
     with mounted(f"s3://{BUCKET}/cog.tif", mountpoint, *options) as live:  # type: ignore[arg-type]
         with open("/proc/self/mountinfo") as mounts:
             entry = next(line for line in mounts if f" {live} " in line)
-        assert "zarrfs:s3://mounted/cog.tif" in entry
+        assert "zarrfs:s3://images/cog.tif" in entry
         served = _level0(live)
     np.testing.assert_array_equal(served, oracle(cases["cog.tif"]))
     log = (tmp_path / "zarrfs.log").read_text()
-    assert "s3://mounted/cog.tif" in log  # the log names the source (--debug: every request logged)
+    assert "s3://images/cog.tif" in log  # the log names the source (--debug: every request logged)
     for secret in (KEY_ID, SECRET):
         assert secret not in entry and secret not in log
 

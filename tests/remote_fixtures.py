@@ -1,0 +1,55 @@
+"""Fixtures of the remote-source tests (imported by their modules): the cases, written once per module, and
+the servers that serve them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from remote_cases import write_all
+from remote_servers import MotoS3, Nginx, moto_s3, nginx
+
+BUCKET = "images"
+KEY_ID = "AKIDZARRFSTESTKEY15"
+SECRET = "zarrfs-secret-access-key-do-not-show"
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_all(tmp_path_factory.mktemp("remote-cases"))
+
+
+@pytest.fixture(scope="module")
+def http(cases: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    with nginx(next(iter(cases.values())).parent, tmp_path_factory.mktemp("nginx")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def s3(cases: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    """moto's S3 with every case uploaded to BUCKET (with the credentials KEY_ID and SECRET)."""
+    import boto3
+
+    with moto_s3(tmp_path_factory.mktemp("moto")) as server:
+        client = boto3.client(
+            "s3",
+            endpoint_url=server.endpoint,
+            aws_access_key_id=KEY_ID,
+            aws_secret_access_key=SECRET,
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket=BUCKET)
+        for name, path in cases.items():
+            client.upload_file(str(path), BUCKET, name)
+        yield server
+
+
+@pytest.fixture
+def aws(s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> MotoS3:
+    """The AWS variables of this process (and the commands it runs) pointing at moto with the credentials."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return s3
