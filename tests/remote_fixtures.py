@@ -8,11 +8,7 @@ from pathlib import Path
 
 import pytest
 from remote_cases import write_all
-from remote_servers import MotoS3, Nginx, moto_s3, nginx
-
-BUCKET = "images"
-KEY_ID = "AKIDZARRFSTESTKEY15"
-SECRET = "zarrfs-secret-access-key-do-not-show"
+from remote_servers import BUCKET, KEY_ID, SECRET, MotoS3, Nginx, moto_s3, nginx
 
 
 @pytest.fixture(scope="module")

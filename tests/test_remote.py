@@ -17,8 +17,7 @@ import zarr
 from http_serving import serving
 from mounting import zarrfs
 from remote_cases import oracle, write_cog
-from remote_fixtures import BUCKET, KEY_ID, SECRET
-from remote_servers import MotoS3, Nginx, nginx
+from remote_servers import BUCKET, KEY_ID, SECRET, MotoS3, Nginx, nginx
 
 from zarrfs import open_store
 from zarrfs.errors import SourceError

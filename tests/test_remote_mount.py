@@ -13,8 +13,7 @@ import pytest
 import zarr
 from mounting import mounted
 from remote_cases import oracle, write_cog
-from remote_fixtures import BUCKET, KEY_ID, SECRET
-from remote_servers import MotoS3, Nginx, nginx
+from remote_servers import BUCKET, KEY_ID, SECRET, MotoS3, Nginx, nginx
 
 pytest_plugins = ["remote_fixtures"]  # the servers and the cases they serve
 
