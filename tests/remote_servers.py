@@ -71,9 +71,8 @@ def nginx(root: Path, workdir: Path) -> Iterator[Nginx]:
     drop to nobody, who may not read pytest's directories)."""
     binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
     if binary is None:
-        require_tools(
-            "nginx"
-        )  # fails saying how to install it (or skips, counted, with ZARRFS_REQUIRE_FUSE=0)
+        # Fails saying how to install it (a counted skip with ZARRFS_REQUIRE_FUSE=0).
+        require_tools("nginx")
     assert binary is not None
     workdir.mkdir(parents=True, exist_ok=True)
     temp = workdir / "temp"
