@@ -81,6 +81,19 @@ WRITERS: dict[str, Callable[[Path], np.ndarray]] = {
 }
 
 
+def write_zarr_stores(directory: Path) -> dict[str, tuple[Path, np.ndarray]]:
+    """An OME-Zarr (NGFF 0.4, Zarr v2) image, a Zarr v3 array and an N5 dataset (zarr_cases, as the local
+    Zarr tests write them): the store's directory and level 0 by zarr-python or tensorstore, by name."""
+    from zarr_cases import CASES
+
+    stores = {}
+    for name in ("ome_zarr_04", "v3_zstd_named", "n5_dataset"):
+        (directory / name).mkdir(parents=True)
+        made = CASES[name](directory / name)
+        stores[name] = (made.path, made.levels[0])
+    return stores
+
+
 def oracle(path: Path) -> np.ndarray:
     """Level 0 of the file as its own library reads it, in the order zarrfs serves (canonical tczyx)."""
     name = path.name

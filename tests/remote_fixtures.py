@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
-from remote_cases import write_all
+from remote_cases import write_all, write_zarr_stores
 from remote_servers import BUCKET, KEY_ID, SECRET, MotoS3, Nginx, moto_s3, nginx
 
 
@@ -17,13 +18,21 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def http(cases: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+def stores(cases: dict[str, Path]) -> dict[str, tuple[str, np.ndarray]]:
+    """Zarr and N5 stores beside the cases: their paths relative to the served root, and level 0."""
+    root = next(iter(cases.values())).parent
+    written = write_zarr_stores(root / "stores")
+    return {name: (str(path.relative_to(root)), level) for name, (path, level) in written.items()}
+
+
+@pytest.fixture(scope="module")
+def http(cases: dict[str, Path], stores: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     with nginx(next(iter(cases.values())).parent, tmp_path_factory.mktemp("nginx")) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def s3(cases: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+def s3(cases: dict[str, Path], stores: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
     """moto's S3 with every case uploaded to BUCKET (with the credentials KEY_ID and SECRET)."""
     import boto3
 
@@ -36,8 +45,10 @@ def s3(cases: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iter
             region_name="us-east-1",
         )
         client.create_bucket(Bucket=BUCKET)
-        for name, path in cases.items():
-            client.upload_file(str(path), BUCKET, name)
+        root = next(iter(cases.values())).parent
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                client.upload_file(str(path), BUCKET, str(path.relative_to(root)))
         yield server
 
 

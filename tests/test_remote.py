@@ -76,6 +76,30 @@ def test_s3_values_and_requests_to_open(name: str, cases: dict[str, Path], aws: 
     np.testing.assert_array_equal(served.reshape(expected.shape), expected)
 
 
+# Requests to open a store at a URL: the probe of the URL (nginx: a redirect to the directory, then 403),
+# each metadata document once (and the names tried before it), then tensorstore's own read of each array's.
+STORE_OPEN_BUDGET = {"ome_zarr_04": 18, "v3_zstd_named": 4, "n5_dataset": 7}
+
+
+@pytest.mark.parametrize("name", sorted(STORE_OPEN_BUDGET))
+def test_zarr_and_n5_stores_at_urls(
+    name: str, stores: dict[str, tuple[str, np.ndarray]], http: Nginx, aws: MotoS3
+) -> None:
+    """Through tensorstore's http and s3 drivers; level 0 equal to zarr-python's or tensorstore's reading of
+    the local store."""
+    relative, expected = stores[name]
+    before = len(http.requests())
+    source = open_source(f"{http.url}/{relative}")
+    try:
+        assert len(http.requests()) - before <= STORE_OPEN_BUDGET[name], http.requests()[before:]
+        assert all(url.startswith(http.url) for url in source.files())  # the documents, watched
+    finally:
+        source.close()
+    for url in (f"{http.url}/{relative}", f"s3://{BUCKET}/{relative}"):
+        served = _level0(open_store(url))
+        np.testing.assert_array_equal(served, expected)
+
+
 def test_tiles_of_one_chunk_come_in_one_merged_request(http: Nginx) -> None:
     """A region of 4x4 tiles (adjacent in the file, row by row) is fetched in concurrent merged ranges, not
     one request per tile."""

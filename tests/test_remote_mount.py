@@ -30,6 +30,14 @@ def test_http_mount_values(name: str, cases: dict[str, Path], http: Nginx, tmp_p
     np.testing.assert_array_equal(served.reshape(expected.shape), expected)
 
 
+def test_ome_zarr_at_a_url_mounts(
+    stores: dict[str, tuple[str, np.ndarray]], http: Nginx, tmp_path: Path
+) -> None:
+    relative, expected = stores["ome_zarr_04"]
+    with mounted(f"{http.url}/{relative}", tmp_path / "mnt") as mountpoint:  # type: ignore[arg-type]
+        np.testing.assert_array_equal(_level0(mountpoint), expected)
+
+
 def test_s3_mount_values_without_showing_credentials(
     cases: dict[str, Path], s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -95,20 +95,23 @@ class Location:
 
     @cached_property
     def is_directory(self) -> bool:
-        return not self.is_sequence and self.remote is None and os.path.isdir(self.path)
+        """A directory; at a URL, a prefix: what is not an object (a directory reader may find a store)."""
+        if self.remote is not None:
+            return not self.remote.is_object()
+        return not self.is_sequence and os.path.isdir(self.path)
 
     @cached_property
     def is_file(self) -> bool:
         if self.remote is not None:
-            return True  # an object: check_exists has opened it
+            return self.remote.is_object()
         return not self.is_sequence and os.path.isfile(self.path)
 
     @cached_property
     def header(self) -> bytes:
         """The first HEADER_BYTES of the (first) file; b"" for a directory. Read once."""
-        if self.remote is not None:
-            return self.remote.header(HEADER_BYTES)
-        return b"" if self.is_directory else _read_header(self.path)
+        if self.is_directory:
+            return b""
+        return _read_header(self.path) if self.remote is None else self.remote.header(HEADER_BYTES)
 
     def remote_file(self, block_cache_bytes: int) -> RemoteFile | None:
         """For a URL, the object to read, keeping its blocks within half of ``block_cache_bytes`` (see
@@ -123,7 +126,7 @@ class Location:
     def check_exists(self) -> None:
         """Raise a one-line SourceError unless every path is there and readable."""
         if self.remote is not None:
-            self.header  # noqa: B018  (opens the object: a missing or forbidden one is reported here)
+            self.header  # noqa: B018  (opens the object: other failures than 403 and 404 are reported here)
             return
         for path in self.paths:
             if not os.path.exists(path):
@@ -226,6 +229,8 @@ class Registry:
         for reader in readers:
             if reader.claims(location):
                 return reader
+        if location.remote is not None and location.remote.missing is not None:
+            raise location.remote.missing  # no object, and no reader finds a store there: say why (403, 404)
         if location.is_directory:
             raise SourceError(
                 f"source is a directory, not an image any reader opens ({names}): {location.path}"

@@ -55,8 +55,11 @@ class Hdf5Reader(Reader):
     }
 
     def claims(self, location: Location) -> bool:
-        remote = None if location.remote is None else location.remote.file()
-        return location.is_file and is_hdf5(location.path, location.header, remote)
+        if not location.is_file:
+            return False
+        return is_hdf5(
+            location.path, location.header, None if location.remote is None else location.remote.file()
+        )
 
     def open(self, location: Location, options: Mapping[str, Any], block_cache_bytes: int) -> ImageSource:
         from zarrfs.sources.hdf5.source import Hdf5Source

@@ -13,11 +13,11 @@ from abc import ABC, abstractmethod
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from fsspec.asyn import get_loop
 from fsspec.spec import AbstractFileSystem
 
 from zarrfs.errors import one_line
 from zarrfs.sources.remote.identity import ObjectChangedError, ObjectIdentity, RemoteError
+from zarrfs.sources.remote.transfer import call, loop_of
 
 _STATUS_WORDS = {401: "not authorised", 403: "access denied", 404: "not found", 410: "gone"}
 
@@ -51,7 +51,7 @@ class ObjectAccess(ABC):
         self.fs = fs
         self.path = path
         self.name = name
-        self.loop: asyncio.AbstractEventLoop = fs.loop if getattr(fs, "async_impl", False) else get_loop()
+        self.loop = loop_of(fs)
 
     @abstractmethod
     async def head(self) -> ObjectIdentity:
@@ -61,6 +61,12 @@ class ObjectAccess(ABC):
     async def get(self, start: int, stop: int, pinned: ObjectIdentity) -> bytes:
         """Bytes ``start`` to ``stop`` (exclusive) of the object as ``pinned``; ObjectChangedError when the
         object is another one now."""
+
+    async def get_whole(self) -> tuple[ObjectIdentity, bytes]:
+        """The object's identity and all its bytes (for small objects read whole: one request where the
+        protocol allows)."""
+        identity = await self.head()
+        return identity, await self.get(0, identity.size, identity) if identity.size else b""
 
     def _check_changed(self, pinned: ObjectIdentity, total: int | None, etag: str | None) -> None:
         now = ObjectIdentity(pinned.size if total is None else total, etag or pinned.etag)
@@ -100,6 +106,18 @@ class HttpAccess(ObjectAccess):
             return ObjectIdentity(
                 int(length), response.headers.get("ETag"), None, _mtime_ns(modified), modified
             )
+
+    async def get_whole(self) -> tuple[ObjectIdentity, bytes]:
+        session = await self.fs.set_session()
+        async with session.get(self.fs.encode_url(self.path), **self._request_kwargs({})) as response:
+            if response.status >= 400:
+                raise status_error(response.status, response.reason or "", self.name)
+            data = await response.read()
+            modified = response.headers.get("Last-Modified")
+            identity = ObjectIdentity(
+                len(data), response.headers.get("ETag"), None, _mtime_ns(modified), modified
+            )
+            return identity, data
 
     async def get(self, start: int, stop: int, pinned: ObjectIdentity) -> bytes:
         headers = {"Range": f"bytes={start}-{stop - 1}"}
@@ -158,14 +176,17 @@ class S3Access(ObjectAccess):
 
     async def head(self) -> ObjectIdentity:
         kwargs = {"VersionId": self.version} if self.version else {}
-        answer = await self._call("head_object", **kwargs)
-        modified = answer.get("LastModified")
-        return ObjectIdentity(
-            int(answer["ContentLength"]),
-            answer.get("ETag"),
-            answer.get("VersionId"),
-            int(modified.timestamp() * 1e9) if modified is not None else 0,
-        )
+        return _s3_identity(await self._call("head_object", **kwargs))
+
+    async def get_whole(self) -> tuple[ObjectIdentity, bytes]:
+        kwargs = {"VersionId": self.version} if self.version else {}
+        answer = await self._call("get_object", **kwargs)
+        body = answer["Body"]
+        try:
+            data: bytes = await body.read()
+        finally:
+            body.close()
+        return _s3_identity(answer), data
 
     async def get(self, start: int, stop: int, pinned: ObjectIdentity) -> bytes:
         pin = (
@@ -189,6 +210,17 @@ class S3Access(ObjectAccess):
         return self._check_length(data, start, stop)
 
 
+def _s3_identity(answer: dict[str, Any]) -> ObjectIdentity:
+    """The identity a HeadObject or GetObject answer gives."""
+    modified = answer.get("LastModified")
+    return ObjectIdentity(
+        int(answer["ContentLength"]),
+        answer.get("ETag"),
+        answer.get("VersionId"),
+        int(modified.timestamp() * 1e9) if modified is not None else 0,
+    )
+
+
 def _s3_error_code(error: OSError) -> str | None:
     """The S3 error code behind the OSError s3fs made of botocore's error."""
     cause = error.__cause__ or error.__context__
@@ -200,14 +232,9 @@ def _s3_error_code(error: OSError) -> str | None:
 class FsspecAccess(ObjectAccess):
     """Any other fsspec protocol: its ``info`` for the identity, unpinned ``cat_file`` for ranges."""
 
-    async def _call(self, method: str, *args: Any) -> Any:
-        if getattr(self.fs, "async_impl", False):
-            return await getattr(self.fs, "_" + method)(*args)
-        return await asyncio.to_thread(getattr(self.fs, method), *args)
-
     async def head(self) -> ObjectIdentity:
         try:
-            info = await self._call("info", self.path)
+            info = await call(self.fs, "info", self.path)
         except FileNotFoundError:
             raise RemoteError(f"not found: {self.name}", 404) from None
         except PermissionError:
@@ -220,7 +247,7 @@ class FsspecAccess(ObjectAccess):
         return ObjectIdentity(int(info["size"]), None if tag is None else str(tag), None, mtime_ns)
 
     async def get(self, start: int, stop: int, pinned: ObjectIdentity) -> bytes:
-        return self._check_length(await self._call("cat_file", self.path, start, stop), start, stop)
+        return self._check_length(await call(self.fs, "cat_file", self.path, start, stop), start, stop)
 
 
 def access_for(fs: AbstractFileSystem, path: str, name: str) -> ObjectAccess:

@@ -1,5 +1,5 @@
-"""A source named by URL: the object opened on first use, shared by the readers that sniff it and the one
-that opens it."""
+"""A source named by URL: an object, opened on first use and shared by the readers that sniff it and the one
+that opens it; or, where there is no object (403 or 404), maybe a prefix a directory reader (Zarr) opens."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import threading
 
 from zarrfs.sources.remote.blocks import BlockCache
 from zarrfs.sources.remote.file import RemoteFile
+from zarrfs.sources.remote.identity import RemoteError
 from zarrfs.sources.remote.objects import RemoteObject
 from zarrfs.sources.remote.options import RemoteOptions
 
@@ -16,10 +17,24 @@ SNIFF_CACHE_BYTES = 8 * 2**20
 
 class RemoteLocation:
     def __init__(self, url: str, options: RemoteOptions) -> None:
-        self._url = url  # may hold credentials: never shown
+        self.url = url  # may hold credentials: never shown
         self.options = options
         self._file: RemoteFile | None = None
+        self.missing: RemoteError | None = None  # why there is no object at the URL (403, 404)
+        # What a reader keeps between claiming the source and opening it (the Zarr reader's documents read).
+        self.reader_state: dict[str, object] = {}
         self._lock = threading.Lock()
+
+    def is_object(self) -> bool:
+        """Whether there is an object at the URL (opening it); False on 403 or 404, kept in ``missing``."""
+        if self.missing is None:
+            try:
+                self.file()
+            except RemoteError as error:
+                if error.status not in (403, 404):
+                    raise
+                self.missing = error
+        return self.missing is None
 
     def __repr__(self) -> str:
         return "RemoteLocation(...)"
@@ -28,7 +43,7 @@ class RemoteLocation:
         """The object as opened (on the first call: one HEAD, or a one-line SourceError)."""
         with self._lock:
             if self._file is None:
-                remote = RemoteObject.open(self._url, self.options)
+                remote = RemoteObject.open(self.url, self.options)
                 self._file = RemoteFile(remote, BlockCache(remote, SNIFF_CACHE_BYTES))
             return self._file
 

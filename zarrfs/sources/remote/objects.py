@@ -14,13 +14,16 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
+from typing import Any
+
+from fsspec.spec import AbstractFileSystem
 
 from zarrfs.errors import SourceError
 from zarrfs.sources.remote.access import ObjectAccess, access_for, describe_failure
 from zarrfs.sources.remote.filesystems import remote_filesystem
 from zarrfs.sources.remote.identity import ObjectChangedError, ObjectIdentity, RemoteError
 from zarrfs.sources.remote.options import RemoteOptions
-from zarrfs.sources.remote.transfer import attempt, run
+from zarrfs.sources.remote.transfer import attempt, call, loop_of, run
 from zarrfs.sources.remote.urls import redact, scrub
 
 log = logging.getLogger(__name__)
@@ -50,24 +53,38 @@ class RemoteObject:
 
     @classmethod
     def open(cls, url: str, options: RemoteOptions | None = None) -> RemoteObject:
-        """The object at ``url`` as it is now; a one-line SourceError when it is missing or forbidden."""
-        options = options or RemoteOptions()
+        """The object at ``url`` as it is now (one HEAD); a one-line RemoteError (a SourceError) when it is
+        missing or forbidden, with the HTTP status where there is one."""
+        remote, _ = cls._opened(url, options or RemoteOptions(), whole=False)
+        if remote.identity.size == 0:
+            raise SourceError(f"source is empty (0 bytes): {remote.name}")
+        return remote
+
+    @classmethod
+    def read_whole(cls, url: str, options: RemoteOptions | None = None) -> tuple[RemoteObject, bytes]:
+        """The object at ``url`` opened and read whole with one request (a small document), or the same
+        RemoteError as ``open``."""
+        return cls._opened(url, options or RemoteOptions(), whole=True)
+
+    @classmethod
+    def _opened(cls, url: str, options: RemoteOptions, whole: bool) -> tuple[RemoteObject, bytes]:
         name = redact(url)
         fs, path = remote_filesystem(url, options)
         access = access_for(fs, path, name)
         secrets = (*options.secrets(), *_url_secrets(url))
         try:
-            identity = run(access.loop, lambda: attempt(access.head, f"HEAD {name}"))
+            if whole:
+                identity, data = run(access.loop, lambda: attempt(access.get_whole, f"GET {name}"))
+            else:
+                identity, data = run(access.loop, lambda: attempt(access.head, f"HEAD {name}")), b""
         except RemoteError as error:
-            raise SourceError(scrub(str(error), secrets)) from None
+            raise RemoteError(scrub(str(error), secrets), error.status) from None
         except Exception as error:
-            raise SourceError(f"cannot open {name} ({scrub(describe_failure(error), secrets)})") from None
-        if identity.size == 0:
-            raise SourceError(f"source is empty (0 bytes): {name}")
+            raise RemoteError(f"cannot open {name} ({scrub(describe_failure(error), secrets)})") from None
         digest = hashlib.sha256(f"{url}\0{identity.etag}\0{identity.version}\0{identity.size}".encode())
         remote = cls(access, identity, secrets, digest.hexdigest())
         _OPEN[name] = remote
-        return remote
+        return remote, data
 
     def __repr__(self) -> str:
         return f"RemoteObject({self.name!r}, {self.identity})"
@@ -134,6 +151,41 @@ class RemoteObject:
                 if change is not None:
                     self._changed(change)
         return self._change
+
+
+def _call(fs: AbstractFileSystem, method: str, *args: Any) -> Any:
+    """``fs.<method>(*args)`` through ``attempt``."""
+    return run(loop_of(fs), lambda: attempt(lambda: call(fs, method, *args), f"{method} {args[0]}"))
+
+
+def fetch_whole(fs: AbstractFileSystem, path: str, name: str, options: RemoteOptions) -> bytes | None:
+    """The whole object at ``path`` (shown as ``name``) with one request, unpinned; None where there is
+    none. For objects read once and whole (a Zarr chunk), where a HEAD first would double the requests."""
+    try:
+        data: bytes = _call(fs, "cat_file", path)
+    except FileNotFoundError:
+        return None
+    except Exception as error:
+        secrets = (*options.secrets(), *_url_secrets(path))
+        raise RemoteError(f"cannot read {name} ({scrub(describe_failure(error), secrets)})") from None
+    return data
+
+
+def list_directories(fs: AbstractFileSystem, path: str, name: str, options: RemoteOptions) -> list[str]:
+    """The names of the directories (prefixes) under ``path``, sorted; empty where it cannot be listed (an
+    HTTP server without directory listings)."""
+    try:
+        entries = _call(fs, "ls", path, True)
+    except Exception as error:
+        secrets = (*options.secrets(), *_url_secrets(path))
+        log.debug("cannot list %s: %s", name, scrub(describe_failure(error), secrets))
+        return []
+    names = (
+        str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+        for entry in entries
+        if entry.get("type") == "directory"
+    )
+    return sorted(names)
 
 
 def _url_secrets(url: str) -> tuple[str, ...]:

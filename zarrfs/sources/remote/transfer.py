@@ -11,7 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from fsspec.asyn import sync
+from fsspec.asyn import get_loop, sync
+from fsspec.spec import AbstractFileSystem
 
 T = TypeVar("T")
 
@@ -28,3 +29,16 @@ def run(loop: asyncio.AbstractEventLoop, coroutine: Callable[[], Coroutine[Any, 
     """Run ``coroutine()`` on ``loop`` (a file system's I/O loop) from another thread; wait for its result."""
     result: T = sync(loop, coroutine, timeout=REQUEST_TIMEOUT_S)
     return result
+
+
+def loop_of(fs: AbstractFileSystem) -> asyncio.AbstractEventLoop:
+    """The loop requests of ``fs`` run on: its own for an async file system, fsspec's I/O loop otherwise."""
+    loop: asyncio.AbstractEventLoop = fs.loop if getattr(fs, "async_impl", False) else get_loop()
+    return loop
+
+
+async def call(fs: AbstractFileSystem, method: str, *args: Any) -> Any:
+    """``fs.<method>(*args)``: the coroutine of an async file system, else the method in a thread."""
+    if getattr(fs, "async_impl", False):
+        return await getattr(fs, "_" + method)(*args)
+    return await asyncio.to_thread(getattr(fs, method), *args)
