@@ -49,7 +49,6 @@ class RemoteObject:
         self._change: str | None = None
         self._checked_at = time.monotonic()
         self._lock = threading.Lock()
-        self.requests = 1  # made so far (the open's HEAD included), for stats and tests
 
     @classmethod
     def open(cls, url: str, options: RemoteOptions | None = None) -> RemoteObject:
@@ -105,8 +104,6 @@ class RemoteObject:
         async def every() -> list[bytes]:
             return list(await asyncio.gather(*(one(start, stop) for start, stop in ranges)))
 
-        with self._lock:
-            self.requests += len(ranges)
         try:
             return run(access.loop, every)
         except ObjectChangedError as error:
@@ -135,8 +132,6 @@ class RemoteObject:
         change."""
         if self._change is None and time.monotonic() - self._checked_at >= HEAD_INTERVAL_S:
             self._checked_at = time.monotonic()
-            with self._lock:
-                self.requests += 1
             try:
                 now = run(self.access.loop, lambda: attempt(self.access.head, f"HEAD {self.name}"))
             except RemoteError as error:
