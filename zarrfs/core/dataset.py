@@ -29,6 +29,7 @@ from zarrfs.core.windows import DisplayWindows, display_windows
 from zarrfs.lru import ENTRY_OVERHEAD_BYTES, ByteLRUCache
 from zarrfs.sources import ImageSource, open_source
 from zarrfs.sources.identity import FileIdentity
+from zarrfs.sources.registry import locate
 
 
 def block_cache_bytes(cache_bytes: int) -> int:
@@ -227,7 +228,8 @@ def open_dataset(
     if isinstance(path, str | os.PathLike):
         with contextlib.suppress(OSError):
             before = {os.path.abspath(path): FileIdentity.of(os.fspath(path))}
-    source = open_source(path, options.source, block_cache_bytes(options.cache_bytes), remote=options.remote)
+    location = locate(path, options.source, options.remote)  # a URL is reached with the remote options
+    source = open_source(location, options.source, block_cache_bytes(options.cache_bytes))
     try:
         return build_dataset(source, options, SourceWatch.of(source.watched_files(), known=before))
     except BaseException:
