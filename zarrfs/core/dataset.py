@@ -29,6 +29,7 @@ from zarrfs.core.windows import DisplayWindows, display_windows
 from zarrfs.lru import ENTRY_OVERHEAD_BYTES, ByteLRUCache, ChunkCache, ScopedCache
 from zarrfs.sources import ImageSource, open_source
 from zarrfs.sources.identity import FileIdentity
+from zarrfs.sources.registry import locate
 
 
 def block_cache_bytes(cache_bytes: int) -> int:
@@ -264,7 +265,8 @@ def open_dataset(
         with contextlib.suppress(OSError):
             before = {os.path.abspath(path): FileIdentity.of(os.fspath(path))}
     blocks = block_cache_bytes(options.cache_bytes) if shared is None else shared.block_bytes
-    source = open_source(path, options.source, blocks)
+    location = locate(path, options.source, options.remote)  # a URL is reached with the remote options
+    source = open_source(location, options.source, blocks)
     try:
         watch = SourceWatch.of(source.watched_files(), known=before)
         return build_dataset(source, options, watch, shared, scope)

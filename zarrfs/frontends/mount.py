@@ -41,7 +41,9 @@ from zarrfs.frontends.mounts import (
     resolve,
     unmount,
 )
+from zarrfs.sources.identity import identity_of
 from zarrfs.sources.registry import locate
+from zarrfs.sources.remote.urls import is_url, redact
 
 log = logging.getLogger("zarrfs")
 
@@ -153,7 +155,7 @@ def check_mountpoint(mountpoint: str, source: str) -> None:
     except PermissionError:
         raise MountError(f"no permission to read mount point {mountpoint}") from None
     real_source = os.path.realpath(source)
-    if real_source.startswith(mountpoint.rstrip("/") + "/"):
+    if not is_url(source) and real_source.startswith(mountpoint.rstrip("/") + "/"):
         raise MountError(f"source {source} lies inside the mount point {mountpoint}; mount somewhere else")
     if os.path.isdir(real_source) and mountpoint.startswith(real_source.rstrip("/") + "/"):
         # A repository would list its own mount, and serve it inside itself.
@@ -289,14 +291,14 @@ def serve(
         described, description = served.source.files()[0], served.source.info.description
     operations = ZarrfsOperations(
         served.tree,
-        mtime_ns=os.stat(described).st_mtime_ns,
+        mtime_ns=identity_of(described).mtime_ns,
         request_timeout=spec.request_timeout,
         on_init=when_serving,
     )
     cache_timeout = REPOSITORY_CACHE_TIMEOUT_S if live else CACHE_TIMEOUT_S
     fuse_options: dict[str, str | bool | int] = {
         "ro": True,
-        "fsname": escape_fuse_option(f"zarrfs:{spec.source}"),
+        "fsname": escape_fuse_option(f"zarrfs:{redact(spec.source)}"),
         "subtype": FUSE_SUBTYPE,
         "kernel_cache": not live,
         # A repository's images are replaced under the same names: pages the kernel kept of one version
@@ -310,7 +312,7 @@ def serve(
         **spec.fuse_options,
     }
 
-    log.info("serving %s at %s (%s)", spec.source, spec.mountpoint, description)
+    log.info("serving %s at %s (%s)", redact(spec.source), spec.mountpoint, description)
     try:
         captured = CapturedStderr()
         FUSE(operations, spec.mountpoint, foreground=True, debug=spec.debug, **fuse_options)

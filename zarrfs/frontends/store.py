@@ -30,8 +30,12 @@ from zarrfs.core.served import Served, open_served
 from zarrfs.core.tree import FileBytes, ServedTree
 from zarrfs.errors import SourceError, ZarrfsError
 from zarrfs.sources.identity import FileIdentity
+from zarrfs.sources.remote import is_url
+from zarrfs.sources.remote.identity import ObjectIdentity
 
 SourceArgument = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+# What tells a source file, or an object at a URL, from a changed one.
+Identity = FileIdentity | ObjectIdentity
 
 # Stores unpickled in one process stay open for later tasks, up to this many (least recently unpickled
 # dropped first); a dropped one is closed once nothing holds it any more. Each holds at most its cache size.
@@ -49,7 +53,7 @@ class StoreOpening:
     timeout: float
     options: ServeOptions
     repository: RepositoryOptions
-    watched: tuple[tuple[str, FileIdentity], ...]
+    watched: tuple[tuple[str, Identity], ...]
     fingerprint: str
 
     def __hash__(self) -> int:  # the options hold dicts; equal openings have equal sources and time limits
@@ -58,9 +62,11 @@ class StoreOpening:
 
 def _absolute(source: SourceArgument) -> str | tuple[str, ...]:
     """``source`` with every path absolute, without resolving symbolic links or ``..`` (as the kernel would);
-    a glob pattern stays a pattern."""
+    a glob pattern stays a pattern, a URL a URL."""
 
     def absolute(path: str | os.PathLike[str]) -> str:
+        if is_url(os.fspath(path)):
+            return os.fspath(path)
         return os.path.join(os.getcwd(), os.fspath(path))  # an absolute path stays as it is
 
     if isinstance(source, str | os.PathLike):
@@ -100,17 +106,34 @@ def _serve(
         raise
 
 
-def _identity(path: str) -> FileIdentity:
+def _identity(path: str) -> Identity | None:
+    """The identity of a file the watch does not hold (None for an object at a URL: its reader pins it)."""
+    if is_url(path):
+        return None
     try:
         return FileIdentity.of(path)
     except OSError as error:
         raise SourceError(f"cannot check source file {path}: {error.strerror}") from None
 
 
-def _watched(served: Served) -> dict[str, FileIdentity]:
-    """The identity of each watched file as the watch took it before the open. None for a repository: it is
-    live (files come and go, each image node checks its own), and a copy serves the directory as it is."""
-    return {} if isinstance(served, Repository) else served.watch.opened
+def _watched(served: Served) -> dict[str, Identity]:
+    """The identity of each watched file (or object at a URL) as the watch took it before the open. None for
+    a repository: it is live (files come and go, each image node checks its own), and a copy serves the
+    directory as it is."""
+    if isinstance(served, Repository):
+        return {}
+    return {
+        path: opened if isinstance(opened, FileIdentity) else opened.identity
+        for path, opened in served.watch.opened.items()
+    }
+
+
+def _without_device(identity: Identity | None) -> tuple[object, ...]:
+    """What names a file alike on every machine: one file on a shared file system has another device number
+    on each (NFS numbers its mounts per client); inode, size and times are the file's own."""
+    if isinstance(identity, FileIdentity):
+        return tuple(identity._replace(device=0))
+    return (identity,)
 
 
 def _files(served: Served) -> tuple[str, ...]:
@@ -125,9 +148,18 @@ def _fingerprint(served: Served) -> str:
     digest = hashlib.sha256()
     watched = _watched(served)
     for path in _files(served):
-        _, *identity = watched.get(path) or _identity(path)
-        digest.update(repr((path, *identity)).encode())
+        identity = watched[path] if path in watched else _identity(path)
+        digest.update(repr((path, *_without_device(identity))).encode())
     return digest.hexdigest()
+
+
+def _change(before: Identity, now: Identity) -> str | None:
+    """What changed from ``before`` to ``now``, in words, device numbers left out (see _without_device)."""
+    if isinstance(before, FileIdentity) and isinstance(now, FileIdentity):
+        return before._replace(device=now.device).change_to(now)
+    if isinstance(before, ObjectIdentity) and isinstance(now, ObjectIdentity):
+        return before.change_to(now)
+    return "is now another kind of source"
 
 
 def _check_same_files(opening: StoreOpening, served: Served) -> None:
@@ -136,7 +168,7 @@ def _check_same_files(opening: StoreOpening, served: Served) -> None:
     for path, identity in opening.watched:
         if path not in now:
             raise SourceError(f"source {path} is no longer among its files")
-        change = identity._replace(device=now[path].device).change_to(now[path])
+        change = _change(identity, now[path])
         if change is not None:
             raise SourceError(f"source {path} {change} since the store was opened")
     if _fingerprint(served) != opening.fingerprint:
@@ -343,7 +375,9 @@ def open_store(
 
     Takes the same options as ``zarrfs mount`` (``series``, ``chunks``, ``compressor``, ``clevel``,
     ``cache_size``, ``timeout``, ``ngff``: "0.4" by default, "0.5" or "all"), e.g. ``open_store("x.tif",
-    compressor="blosc-lz4", cache_size="1GiB")``. A directory no reader opens as one image is a repository
+    compressor="blosc-lz4", cache_size="1GiB")``. ``source`` may be a URL (``https://...``,
+    ``s3://bucket/key``): ``anon=True`` reads a public bucket, ``storage_options={"endpoint_url": ...}``
+    configures the protocol's fsspec file system. A directory no reader opens as one image is a repository
     (``max_open``, ``settle``, ``follow_symlinks``): its tree, each image at ``<name>.ome.zarr/``. A read
     that takes longer than ``timeout`` seconds (positive, finite) raises
     ``zarrfs.core.requests.RequestTimeout``, a TimeoutError, where a mount answers EIO.

@@ -28,7 +28,7 @@ from zarrfs.errors import ZarrfsError
 from zarrfs.frontends.http.files import ServedFiles
 from zarrfs.frontends.http.index import Index, RepositoryIndex
 from zarrfs.frontends.http.routes import Access, Site
-from zarrfs.sources.identity import FileIdentity
+from zarrfs.sources.identity import identity_of
 
 log = logging.getLogger("zarrfs")
 
@@ -90,7 +90,7 @@ def _site_parts(
         files = ServedFiles(served.tree, identity=served.tree.identity)
         return files, RepositoryIndex(served), f"{served.path}\0{spec.options}", time.time()
     # The ETags of everything served name the identity of every file the source reads.
-    identities = [FileIdentity.of(path) for path in served.source.files()]
+    identities = [identity_of(path) for path in served.source.files()]
     files = ServedFiles.of_dataset(served)
     index = Index(served, sorted(files.precomputed))
     return files, index, f"{identities}\0{spec.options}", max(i.mtime_ns for i in identities) / 1e9
