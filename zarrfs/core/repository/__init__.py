@@ -16,6 +16,7 @@ from zarrfs.core.options import ServeOptions
 from zarrfs.core.repository.options import RepositoryOptions, repository_options
 from zarrfs.core.repository.tree import RepositoryTree
 from zarrfs.sources.registry import REGISTRY, Location
+from zarrfs.sources.remote import is_url
 
 __all__ = ["Repository", "RepositoryOptions", "RepositoryTree", "is_repository", "repository_options"]
 
@@ -46,6 +47,8 @@ class Repository:
 def is_repository(source: object, reader_options: Mapping[str, object] | None = None) -> bool:
     """Whether ``source`` names a directory that no reader opens as one image (a repository to mirror)."""
     if not isinstance(source, str | os.PathLike) or (reader_options or {}).get("sequence_list") is not None:
+        return False
+    if is_url(os.fspath(source)):  # repositories are local directories (a URL prefix: a store or nothing)
         return False
     location = Location.of(source)
     if not location.is_directory:
