@@ -334,19 +334,20 @@ def info(source: str | None, check: bool, debug: bool, **serve: Any) -> None:
     """Print the hierarchy a mount of SOURCE would expose, without mounting."""
     import logging
 
-    from zarrfs.core import open_dataset
     from zarrfs.core.describe import describe
+    from zarrfs.core.served import open_served, served_images
 
     if debug:
         logging.basicConfig(level=logging.DEBUG, format="zarrfs: debug: %(name)s: %(message)s")
     if (source is None) == (serve["sequence_list"] is None):
         raise ZarrfsError("give either SOURCE or --sequence-list FILE")
-    dataset = open_dataset(source or serve["sequence_list"], serve_options(**serve))
+    dataset = open_served(source or serve["sequence_list"], serve_options(**serve))
     try:
         click.echo(describe(dataset))
-        problems = dataset.source.problems() if check else []
+        images = served_images(dataset) if check else []
+        problems = [line for image in images for line in image.source.problems()]
         if check:
-            click.echo(f"check:     {len(problems)} of {len(dataset.source.files())} files cannot be served")
+            click.echo(f"check:     {len(problems)} of {len(dataset.files())} files cannot be served")
             for problem in problems:
                 click.echo("  " + printable(problem))
     finally:

@@ -27,7 +27,7 @@ from zarrfs.core.staleness import SourceWatch, WatchedSource
 from zarrfs.core.tree import ChunkFiles, VirtualTree
 from zarrfs.core.windows import DisplayWindows, display_windows
 from zarrfs.lru import ENTRY_OVERHEAD_BYTES, ByteLRUCache
-from zarrfs.sources import ImageSource, open_source
+from zarrfs.sources import ImageSource, Location, open_source
 from zarrfs.sources.identity import FileIdentity
 
 
@@ -104,6 +104,17 @@ class Dataset:
     name: str
     fanout: FanOut
     windows: DisplayWindows
+
+    @property
+    def path(self) -> str:
+        return self.source.path
+
+    @property
+    def description(self) -> str:
+        return self.source.info.description
+
+    def files(self) -> tuple[str, ...]:
+        return self.source.files()
 
     def close(self) -> None:
         self.source.close()
@@ -215,18 +226,28 @@ def build_dataset(source: ImageSource, options: ServeOptions, watch: SourceWatch
     )
 
 
-def open_dataset(
-    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], options: ServeOptions | None = None
-) -> Dataset:
-    """Open ``path`` (a file, a glob pattern, a list of files) and build its virtual tree: metadata, and a
-    sample of pixels of a bounded size for the display windows (see windows.py)."""
-    options = options or ServeOptions()
-    # The file as it is before any of its bytes is read: a change while it is being opened shows at the first
-    # check. (A file that cannot be looked up, or a file set, is left to open_source, which says why.)
-    before = {}
+def identity_before(
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Location,
+) -> dict[str, FileIdentity]:
+    """The file at ``path`` as it is before any of its bytes is read, for the watch: a change while it is
+    being opened shows at the first check. (A file that cannot be looked up, or a file set, is left to
+    open_source, which says why.)"""
     if isinstance(path, str | os.PathLike):
         with contextlib.suppress(OSError):
-            before = {os.path.abspath(path): FileIdentity.of(os.fspath(path))}
+            return {os.path.abspath(path): FileIdentity.of(os.fspath(path))}
+    return {}
+
+
+def open_dataset(
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Location,
+    options: ServeOptions | None = None,
+    known: dict[str, FileIdentity] | None = None,
+) -> Dataset:
+    """Open ``path`` (a file, a glob pattern, a list of files) and build its virtual tree: metadata, and a
+    sample of pixels of a bounded size for the display windows (see windows.py). ``known``: the identities of
+    its files taken earlier (default: now, see identity_before)."""
+    options = options or ServeOptions()
+    before = identity_before(path) if known is None else known
     source = open_source(path, options.source, block_cache_bytes(options.cache_bytes))
     try:
         return build_dataset(source, options, SourceWatch.of(source.watched_files(), known=before))

@@ -19,7 +19,7 @@ from zarrfs.core.requests import (
     RequestTimeout,
     SourceChangedError,
 )
-from zarrfs.core.tree import Entry, FileBytes, VirtualTree
+from zarrfs.core.tree import Entry, FileBytes, Tree
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def _errno_for(path: str, error: Exception) -> int:
 
 
 class ZarrfsOperations:
-    """Read-only FUSE view of a VirtualTree. ``on_init`` runs once libfuse has started serving.
+    """Read-only FUSE view of a served tree. ``on_init`` runs once libfuse has started serving.
 
     A plain class, with no import of libfuse's binding: the binding (fuse_binding.py) registers exactly the
     operations defined here and maps the OSError each one raises to its errno.
@@ -67,7 +67,7 @@ class ZarrfsOperations:
 
     def __init__(
         self,
-        tree: VirtualTree,
+        tree: Tree,
         mtime_ns: int,
         request_timeout: float,
         on_init: Callable[[], None] | None = None,

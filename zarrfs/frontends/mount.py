@@ -25,8 +25,9 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn, TextIO
 
-from zarrfs.core import ServeOptions, open_dataset
+from zarrfs.core import ServeOptions
 from zarrfs.core.requests import DEFAULT_TIMEOUT_S
+from zarrfs.core.served import open_served
 from zarrfs.errors import MountError, ZarrfsError
 from zarrfs.frontends.allocator import keep_freed_memory_for_reuse
 from zarrfs.frontends.daemon_log import CapturedStderr, DaemonLog, open_default_log, open_log_file
@@ -255,7 +256,7 @@ def serve(
 
         FUSE = fuse_class()
         keep_freed_memory_for_reuse()  # this process is the daemon: its allocator is ours to tune
-        dataset = open_dataset(spec.source, spec.options)
+        dataset = open_served(spec.source, spec.options)
     except ZarrfsError as error:
         on_error(str(error))
         raise
@@ -275,7 +276,7 @@ def serve(
 
     operations = ZarrfsOperations(
         dataset.tree,
-        mtime_ns=os.stat(dataset.source.files()[0]).st_mtime_ns,
+        mtime_ns=os.stat(dataset.files()[0]).st_mtime_ns,
         request_timeout=spec.request_timeout,
         on_init=when_serving,
     )
@@ -292,7 +293,7 @@ def serve(
         **spec.fuse_options,
     }
 
-    log.info("serving %s at %s (%s)", spec.source, spec.mountpoint, dataset.source.info.description)
+    log.info("serving %s at %s (%s)", spec.source, spec.mountpoint, dataset.description)
     try:
         captured = CapturedStderr()
         FUSE(operations, spec.mountpoint, foreground=True, debug=spec.debug, **fuse_options)

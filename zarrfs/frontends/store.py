@@ -10,10 +10,10 @@ from typing import Any
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
-from zarrfs.core import Dataset, open_dataset
 from zarrfs.core.options import serve_options
 from zarrfs.core.requests import DEFAULT_TIMEOUT_S, RequestPolicy
-from zarrfs.core.tree import FileBytes, VirtualTree
+from zarrfs.core.served import Served, open_served
+from zarrfs.core.tree import FileBytes, Tree
 
 
 def _byte_slice(size: int, byte_range: ByteRequest | None) -> slice:
@@ -28,7 +28,7 @@ def _byte_slice(size: int, byte_range: ByteRequest | None) -> slice:
     raise TypeError(f"unexpected byte range {byte_range!r}")
 
 
-def _walk_files(tree: VirtualTree, directory: str) -> Iterator[str]:
+def _walk_files(tree: Tree, directory: str) -> Iterator[str]:
     for name in tree.listdir(directory):
         path = f"{directory}/{name}" if directory else name
         entry = tree.stat(path)
@@ -51,7 +51,7 @@ class ZarrfsStore(Store):
     supports_partial_writes = False
     supports_listing = True
 
-    def __init__(self, dataset: Dataset, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, dataset: Served, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         super().__init__(read_only=True)
         self.dataset = dataset
         self._tree = dataset.tree
@@ -64,7 +64,7 @@ class ZarrfsStore(Store):
         return id(self.dataset)
 
     def __repr__(self) -> str:
-        return f"ZarrfsStore({self.dataset.source.path!r})"
+        return f"ZarrfsStore({self.dataset.path!r})"
 
     def _file_bytes(
         self, key: str, byte_range: ByteRequest | None, blocking: bool = True
@@ -141,7 +141,7 @@ def open_store(
     compressor="blosc-lz4", cache_size="1GiB")``. A read that takes longer than ``timeout`` seconds (positive,
     finite) raises ``zarrfs.core.requests.RequestTimeout``, a TimeoutError, where a mount answers EIO.
     """
-    dataset = open_dataset(source, serve_options(**options))
+    dataset = open_served(source, serve_options(**options))
     try:
         return ZarrfsStore(dataset, timeout)
     except BaseException:

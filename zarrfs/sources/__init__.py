@@ -18,6 +18,8 @@ from zarrfs.sources.registry import (
     REGISTRY,
     Location,
     Reader,
+    SeriesListing,
+    list_series,
     open_source,
 )
 
@@ -34,6 +36,8 @@ __all__ = [
     "NativeBlocks",
     "PhysicalSize",
     "Reader",
+    "SeriesListing",
     "SourceInfo",
+    "list_series",
     "open_source",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from zarrfs.core.dataset import Dataset
 from zarrfs.core.precomputed import INFO, Encoding, PrecomputedVolume
+from zarrfs.core.served import Served
 from zarrfs.core.tree import FileBytes
 from zarrfs.frontends.http.semantics import ByteRange
 
@@ -16,15 +17,18 @@ class ServedFiles:
     """Sizes and bytes by path, in the tree's calling convention (``blocking``, WouldBlock), for the request
     policy; raises FileNotFoundError, IsADirectoryError, RangeNotSatisfiable or what the tree raises."""
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.tree = dataset.tree
-        info, levels = dataset.source.info, dataset.levels
+    def __init__(self, served: Served) -> None:
+        self.tree = served.tree
         # Directory -> volume, longest directory first (so that precomputed/jpeg is not taken for a scale).
-        self.precomputed = {
-            directory: PrecomputedVolume(info, levels, encoding)
-            for directory, encoding in PRECOMPUTED_ENCODINGS.items()
-            if PrecomputedVolume.supports(info, levels, encoding)
-        }
+        # Precomputed volumes are one image's: a collection of series has none.
+        self.precomputed: dict[str, PrecomputedVolume] = {}
+        if isinstance(served, Dataset):
+            info, levels = served.source.info, served.levels
+            self.precomputed = {
+                directory: PrecomputedVolume(info, levels, encoding)
+                for directory, encoding in PRECOMPUTED_ENCODINGS.items()
+                if PrecomputedVolume.supports(info, levels, encoding)
+            }
 
     def _precomputed(self, path: str) -> tuple[PrecomputedVolume, str] | None:
         """The precomputed volume ``path`` lies in and the path inside it, if any."""

@@ -15,7 +15,7 @@ from zarrfs.core.describe import printable
 from zarrfs.core.requests import RequestPolicy, RequestTimeout
 from zarrfs.core.tree import FileBytes
 from zarrfs.frontends.http.files import ServedFiles
-from zarrfs.frontends.http.index import Index
+from zarrfs.frontends.http.index import Page
 from zarrfs.frontends.http.semantics import (
     RangeNotSatisfiable,
     accepts,
@@ -66,7 +66,7 @@ class Site:
         self,
         files: ServedFiles,
         policy: RequestPolicy,
-        page: Index,
+        page: Page,
         identity: str,
         mtime: float,
         access: Access,
@@ -179,7 +179,7 @@ class Site:
             return _error(500, f"cannot serve /{path}: {error}")
         if not modified:
             return Reply(304, validators)
-        reply = Reply(200, {**validators, "Content-Type": _content_type(document)}, data)
+        reply = Reply(200, {**validators, "Content-Type": _content_type(path, document)}, data)
         if gzipped:
             reply.body = _gzip(bytes(data))
             reply.headers["Content-Encoding"] = "gzip"
@@ -194,8 +194,11 @@ class Site:
         return reply
 
 
-def _content_type(document: bool) -> str:
-    return "application/json" if document else "application/octet-stream"
+def _content_type(path: str, document: bool) -> str:
+    if not document:
+        return "application/octet-stream"
+    # The one document that is not JSON: the OME-XML of a collection of series (OME/METADATA.ome.xml).
+    return "application/xml" if path.endswith(".xml") else "application/json"
 
 
 @functools.lru_cache(maxsize=1024)

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from zarrfs.core import ServeOptions, open_dataset
+from zarrfs.core import ServeOptions
 from zarrfs.core.requests import DEFAULT_TIMEOUT_S, RequestPolicy
+from zarrfs.core.served import open_served
 from zarrfs.errors import ZarrfsError
 from zarrfs.frontends.http.files import ServedFiles
-from zarrfs.frontends.http.index import Index
+from zarrfs.frontends.http.index import index_page
 from zarrfs.frontends.http.routes import Access, Site
 from zarrfs.sources.identity import FileIdentity
 
@@ -64,16 +65,16 @@ def make_token() -> str:
 def serve_http(spec: HttpSpec, announce: Callable[[str], None] = print) -> None:
     """Serve until SIGINT or SIGTERM; ``announce`` gets the URL once connections are accepted. Raises
     ZarrfsError for a source that cannot be served or an address that cannot be listened on."""
-    dataset = open_dataset(spec.source, spec.options)
+    dataset = open_served(spec.source, spec.options)
     try:
         # The ETags of everything served name the identity of every file the source reads.
-        identities = [FileIdentity.of(path) for path in dataset.source.files()]
+        identities = [FileIdentity.of(path) for path in dataset.files()]
         files = ServedFiles(dataset)
         policy = RequestPolicy(files, spec.request_timeout)
         site = Site(
             files,
             policy,
-            Index(dataset, sorted(files.precomputed)),
+            index_page(dataset, sorted(files.precomputed)),
             f"{identities}\0{spec.options}",
             max(identity.mtime_ns for identity in identities) / 1e9,
             Access(spec.cors_origin, spec.token),

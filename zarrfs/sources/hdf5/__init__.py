@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from zarrfs.sources.base import ImageSource
-from zarrfs.sources.registry import Location, Reader
+from zarrfs.sources.registry import Location, Reader, SeriesListing
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # HDF5 looks for its superblock at 0, then 512, 1024, 2048, ... (after a user block of that size).
@@ -41,6 +41,8 @@ class Hdf5Reader(Reader):
     options: ClassVar[Mapping[str, str]] = {
         "dataset": "the dataset to serve (its path in the file), for files that are not Imaris, "
         "BigDataViewer or 3D-PLI or hold several datasets",
+        "series": "which image of a file of several to serve (default: all of them, in the bioformats2raw "
+        "layout): a BigDataViewer image, or an image dataset in the order `zarrfs info` lists them",
         "axes": "the dataset's axis names in stored order (e.g. zyx, czyx, xyz) where its attributes do "
         "not say",
     }
@@ -52,5 +54,18 @@ class Hdf5Reader(Reader):
         from zarrfs.sources.hdf5.source import Hdf5Source
 
         return Hdf5Source(
-            location.path, options.get("dataset"), options.get("axes"), chunk_cache_bytes=block_cache_bytes
+            location.path,
+            options.get("dataset"),
+            options.get("axes"),
+            options.get("series"),
+            chunk_cache_bytes=block_cache_bytes,
         )
+
+    def series(self, location: Location, options: Mapping[str, Any]) -> SeriesListing | None:
+        if "series" in options or "dataset" in options:
+            return None
+        from zarrfs.sources.hdf5.source import open_hdf5, series_names
+
+        with open_hdf5(location.path) as file:
+            names = series_names(file, location.path)
+        return SeriesListing(tuple(names)) if names else None
