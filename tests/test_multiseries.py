@@ -291,6 +291,30 @@ def test_info_lists_the_series(cases: dict[str, MultiCase]) -> None:
     assert "series 0: /labels/cells (at 0/)" in lines and "series 1: /raw (at 1/)" in lines
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--series", "3"), "series 3 does not exist: the file has 2 series (series 0-1)"),
+        (
+            ("--series", "0", "--dataset", "/raw"),
+            "--dataset and --series both choose the image: give one of them",
+        ),
+    ],
+)
+def test_bad_series_choices_are_one_line(
+    cases: dict[str, MultiCase], options: tuple[str, ...], message: str
+) -> None:
+    path = cases["hdf5"].path
+    result = subprocess.run(
+        [sys.executable, "-m", "zarrfs", "info", str(path), *options],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"zarrfs: error: {message}: {path}\n"
+
+
 def test_the_http_index_lists_the_series_without_precomputed(cases: dict[str, MultiCase]) -> None:
     with serving(cases["ome_tiff"].path) as server:
         status, _, body = server.request("GET", "/", {"Accept": "application/json"})
