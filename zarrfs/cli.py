@@ -90,7 +90,8 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options that shape the served representation, shared by ``mount`` and ``info``."""
     flags = [
         click.option("--series", type=int,
-                     help="Which image series of a multi-series file to serve (default: 0)."),
+                     help="Which image series of a multi-series file (TIFF, HDF5) to serve alone (default: "
+                          "every series, in the bioformats2raw layout)."),
         click.option("--dataset", metavar="PATH",
                      help="The image inside a container file or group, e.g. /Image in an HDF5 file."),
         click.option("--axes", metavar="AXES",

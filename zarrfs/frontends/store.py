@@ -134,7 +134,9 @@ def open_store(
     **options: Any,
 ) -> ZarrfsStore:
     """Serve ``source`` in-process: ``zarr.open_group(zarrfs.open_store("x.tif"), mode="r")``. A glob string
-    (``"sections/*.tif"``) or a list of paths is a file sequence (``sequence_axis="t"`` stacks it along t).
+    (``"sections/*.tif"``) or a list of paths is a file sequence (``sequence_axis="t"`` stacks it along t). A
+    source of several images (series) without ``series`` (or ``dataset``) is served in the bioformats2raw
+    layout: series i at ``"i/"``.
 
     Takes the same options as ``zarrfs mount`` (``series``, ``chunks``, ``compressor``, ``clevel``,
     ``cache_size``, ``timeout``, ``ngff``: "0.4" by default, "0.5" or "all"), e.g. ``open_store("x.tif",
