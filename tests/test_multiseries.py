@@ -322,6 +322,8 @@ def test_the_http_index_lists_the_series_without_precomputed(cases: dict[str, Mu
         index = json.loads(body)
         assert index["layout"] == "bioformats2raw"
         assert [(item["path"], item["name"]) for item in index["series"]] == [("0", "first"), ("1", "second")]
+        status, _, page = server.request("GET", "/", {"Accept": "text/html"})
+        assert status == 200 and b"bioformats2raw layout" in page and b"<td>second</td>" in page
         assert server.request("GET", "/precomputed/info")[0] == 404
         status, headers, body = server.request("GET", "/OME/METADATA.ome.xml")
         assert status == 200 and headers["content-type"] == "application/xml"
