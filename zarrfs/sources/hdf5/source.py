@@ -27,6 +27,7 @@ from zarrfs.sources.hdf5.layouts import (
 from zarrfs.sources.hdf5.plan import ImagePlan, LevelPlan
 from zarrfs.sources.hdf5.stored import decoded_cache, open_data
 from zarrfs.sources.pixelfile import PixelFile
+from zarrfs.sources.registry import check_series
 
 # Decoded HDF5 chunks that more than one served chunk needs (HDF5 chunks larger than the served ones).
 DEFAULT_CHUNK_CACHE_BYTES = 256 * 2**20
@@ -75,9 +76,7 @@ def _chosen(items: list[T], series: int | None, path: str) -> T:
             f"the HDF5 file holds {count} images: choose one with --series (0-{count - 1}): {path}"
         )
     index = series or 0
-    if not 0 <= index < count:
-        available = "only series 0" if count == 1 else f"series 0-{count - 1}"
-        raise SourceError(f"series {index} does not exist: the file has {count} series ({available}): {path}")
+    check_series(index, count, path)
     return items[index]
 
 
