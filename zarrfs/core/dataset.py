@@ -238,6 +238,15 @@ def identity_before(
     return {}
 
 
+def serve_source(source: ImageSource, options: ServeOptions, known: dict[str, FileIdentity]) -> Dataset:
+    """Serve an opened ``source`` (closed if that fails), its files watched from ``known`` identities on."""
+    try:
+        return build_dataset(source, options, SourceWatch.of(source.watched_files(), known=known))
+    except BaseException:
+        source.close()
+        raise
+
+
 def open_dataset(
     path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Location,
     options: ServeOptions | None = None,
@@ -249,8 +258,4 @@ def open_dataset(
     options = options or ServeOptions()
     before = identity_before(path) if known is None else known
     source = open_source(path, options.source, block_cache_bytes(options.cache_bytes))
-    try:
-        return build_dataset(source, options, SourceWatch.of(source.watched_files(), known=before))
-    except BaseException:
-        source.close()
-        raise
+    return serve_source(source, options, before)

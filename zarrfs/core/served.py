@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from zarrfs.core.collection import SeriesCollection, open_collection
-from zarrfs.core.dataset import Dataset, identity_before, open_dataset
+from zarrfs.core.dataset import Dataset, block_cache_bytes, identity_before, serve_source
 from zarrfs.core.options import ServeOptions
 from zarrfs.core.tree import Tree
-from zarrfs.sources import list_series
+from zarrfs.sources import open_source
+from zarrfs.sources.registry import locate
 
 
 class Served(Protocol):
@@ -40,10 +41,13 @@ def open_served(
     """Open ``source``: the bioformats2raw layout of its series when it holds several and the reader's
     options pick none of them (``--series``, ``--dataset``), else the one image as a Dataset."""
     options = options or ServeOptions()
-    before = identity_before(source)  # before the listing reads the file
-    location, listing = list_series(source, options.source)
+    before = identity_before(source)
+    location = locate(source, options.source)
+    opened = open_source(location, options.source, block_cache_bytes(options.cache_bytes))
+    listing = opened.series()
     if listing is None:
-        return open_dataset(location, options, known=before)
+        return serve_source(opened, options, before)
+    opened.close()  # opened again with its share of the cache, beside the others
     return open_collection(location, listing, options, before)
 
 

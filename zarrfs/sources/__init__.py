@@ -10,6 +10,7 @@ from zarrfs.sources.base import (
     Level,
     NativeBlocks,
     PhysicalSize,
+    SeriesListing,
     SourceInfo,
 )
 from zarrfs.sources.registry import (
@@ -18,8 +19,6 @@ from zarrfs.sources.registry import (
     REGISTRY,
     Location,
     Reader,
-    SeriesListing,
-    list_series,
     open_source,
 )
 
@@ -38,6 +37,5 @@ __all__ = [
     "Reader",
     "SeriesListing",
     "SourceInfo",
-    "list_series",
     "open_source",
 ]

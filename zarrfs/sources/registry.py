@@ -111,16 +111,6 @@ def _read_header(path: str) -> bytes:
     return header
 
 
-@dataclass(frozen=True)
-class SeriesListing:
-    """The images of a location that holds several (a multi-series TIFF, an HDF5 file with several image
-    datasets), read from its metadata only: each is opened with the reader's ``series`` option set to its
-    position here."""
-
-    names: tuple[str, ...]  # one per series, for logs and ``zarrfs info``
-    ome_xml: str | None = None  # the source's OME-XML, when its Images are exactly these series, in order
-
-
 def check_series(index: int, count: int, path: str) -> None:
     """A one-line SourceError unless ``index`` names one of the ``count`` series of the file at ``path``."""
     if not 0 <= index < count:
@@ -143,12 +133,6 @@ class Reader(ABC):
     def open(self, location: Location, options: Mapping[str, Any], block_cache_bytes: int) -> ImageSource:
         """Open the source: metadata only. ``block_cache_bytes`` bounds decoded blocks the source keeps
         (blocks larger than one chunk, such as one huge strip)."""
-
-    def series(self, location: Location, options: Mapping[str, Any]) -> SeriesListing | None:
-        """The series ``location`` holds when ``options`` pick none of them, if there are two or more: then
-        the reader takes a ``series`` option (an index into the listing) that opens one. None (the default)
-        when the location is one image, or the options pick one. Metadata only."""
-        return None
 
 
 def _builtin_readers() -> list[Reader]:
@@ -243,30 +227,6 @@ def locate(
     return Location.of(source)
 
 
-def _resolve(
-    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Location,
-    options: Mapping[str, Any] | None,
-    format_name: str | None,
-) -> tuple[Location, Reader, dict[str, Any]]:
-    """The location, its reader and the options set (None values count as not set), checked."""
-    given = {name: value for name, value in (options or {}).items() if value is not None}
-    location = locate(source, given)
-    reader = REGISTRY.find(location, format_name)
-    check_options(reader, given)
-    return location, reader, given
-
-
-def list_series(
-    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Location,
-    options: Mapping[str, Any] | None = None,
-    format_name: str | None = None,
-) -> tuple[Location, SeriesListing | None]:
-    """Where ``source`` is, and the series it holds (see ``Reader.series``), or None for one image. Errors as
-    ``open_source``'s."""
-    location, reader, given = _resolve(source, options, format_name)
-    return location, reader.series(location, given)
-
-
 def open_source(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Location,
     options: Mapping[str, Any] | None = None,
@@ -277,5 +237,8 @@ def open_source(
 
     ``options`` are per-format options by name (e.g. ``series``); None values count as not set. With
     ``sequence_list`` set, the files it names are the source."""
-    location, reader, given = _resolve(source, options, format_name)
+    given = {name: value for name, value in (options or {}).items() if value is not None}
+    location = locate(source, given)
+    reader = REGISTRY.find(location, format_name)
+    check_options(reader, given)
     return reader.open(location, given, block_cache_bytes)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from zarrfs.sources.base import ImageSource
-from zarrfs.sources.registry import Location, Reader, SeriesListing
+from zarrfs.sources.registry import Location, Reader
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # HDF5 looks for its superblock at 0, then 512, 1024, 2048, ... (after a user block of that size).
@@ -60,12 +60,3 @@ class Hdf5Reader(Reader):
             options.get("series"),
             chunk_cache_bytes=block_cache_bytes,
         )
-
-    def series(self, location: Location, options: Mapping[str, Any]) -> SeriesListing | None:
-        if "series" in options or "dataset" in options:
-            return None
-        from zarrfs.sources.hdf5.source import open_hdf5, series_names
-
-        with open_hdf5(location.path) as file:
-            names = series_names(file, location.path)
-        return SeriesListing(tuple(names)) if names else None

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from zarrfs.errors import SourceError, one_line
-from zarrfs.sources.base import ImageSource, Level, NativeBlocks, SourceInfo
+from zarrfs.sources.base import ImageSource, Level, NativeBlocks, SeriesListing, SourceInfo
 from zarrfs.sources.hdf5.bdv import bdv_image_name, bdv_images, bdv_plan, is_bdv
 from zarrfs.sources.hdf5.imaris import imaris_plan, is_imaris
 from zarrfs.sources.hdf5.layouts import (
@@ -20,7 +20,6 @@ from zarrfs.sources.hdf5.layouts import (
     image_datasets,
     is_pli,
     named_dataset,
-    only_dataset,
     plain_plan,
     pli_plan,
 )
@@ -68,15 +67,10 @@ def series_names(file: h5py.File, path: str) -> list[str]:
 
 
 def _chosen(items: list[T], series: int | None, path: str) -> T:
-    """The ``series``-th of the file's images ``items`` (the only one when ``series`` is None), or a one-line
+    """The ``series``-th of the file's images ``items`` (the first when ``series`` is None), or a one-line
     error."""
-    count = len(items)
-    if series is None and count > 1:
-        raise SourceError(
-            f"the HDF5 file holds {count} images: choose one with --series (0-{count - 1}): {path}"
-        )
     index = series or 0
-    check_series(index, count, path)
+    check_series(index, len(items), path)
     return items[index]
 
 
@@ -84,7 +78,7 @@ def recognise(
     file: h5py.File, dataset: str | None, axes: str | None, series: int | None, open_data: Opener, path: str
 ) -> ImagePlan:
     """What the file holds: the dataset the user named, else the layout its structure shows (its ``series``-th
-    image, for a file of several: see ``series_names``)."""
+    image, the first by default, for a file of several: see ``series_names``)."""
     if dataset is not None:
         if series is not None:
             raise SourceError(f"--dataset and --series both choose the image: give one of them: {path}")
@@ -103,9 +97,10 @@ def recognise(
     if is_pli(file):
         _chosen([None], series, path)
         return pli_plan(file, axes, open_data, path)
-    if series is None:
-        return plain_plan(only_dataset(file, path), axes, open_data, path)
-    return plain_plan(file[_chosen(image_datasets(file), series, path)], axes, open_data, path)
+    found = image_datasets(file)
+    if not found:
+        raise SourceError(f"the HDF5 file holds no dataset of 2 or more dimensions: {path}")
+    return plain_plan(file[_chosen(found, series, path)], axes, open_data, path)
 
 
 class Hdf5Source(ImageSource):
@@ -136,6 +131,8 @@ class Hdf5Source(ImageSource):
 
             try:
                 plan = recognise(self._h5, dataset, axes, series, opener, path)
+                # The file's other images, when no option picked this one.
+                names = series_names(self._h5, path) if dataset is None and series is None else []
             except SourceError:
                 raise
             except Exception as error:  # h5py on a damaged structure
@@ -148,6 +145,7 @@ class Hdf5Source(ImageSource):
         self._levels = plan.levels
         self._native = [level.native_blocks() for level in plan.levels]
         self._paths = (os.path.abspath(path), *plan.companions)
+        self._series = SeriesListing(tuple(names)) if names else None
         count = len(plan.levels)
         self.info = SourceInfo(
             axes=plan.axes,
@@ -162,6 +160,9 @@ class Hdf5Source(ImageSource):
 
     def files(self) -> tuple[str, ...]:
         return self._paths
+
+    def series(self) -> SeriesListing | None:
+        return self._series
 
     def _level(self, level: int) -> LevelPlan:
         if self._pixels is None:

@@ -11,11 +11,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from zarrfs.sources.base import ImageSource
-from zarrfs.sources.registry import Location, Reader, SeriesListing
-from zarrfs.sources.tiff.checks import TIFF_SIGNATURES, is_tiff_header, open_tifffile
-from zarrfs.sources.tiff.metadata import ome_images
+from zarrfs.sources.registry import Location, Reader
+from zarrfs.sources.tiff.checks import TIFF_SIGNATURES, is_tiff_header
 from zarrfs.sources.tiff.source import TiffSource
-from zarrfs.sources.tiff.tifflog import tifffile_messages
 
 __all__ = ["TIFF_SIGNATURES", "TiffReader", "TiffSource", "is_tiff_header"]
 
@@ -31,18 +29,4 @@ class TiffReader(Reader):
         return location.is_file and is_tiff_header(location.header)
 
     def open(self, location: Location, options: Mapping[str, Any], block_cache_bytes: int) -> ImageSource:
-        return TiffSource(location.path, options.get("series", 0), segment_cache_bytes=block_cache_bytes)
-
-    def series(self, location: Location, options: Mapping[str, Any]) -> SeriesListing | None:
-        if "series" in options:
-            return None
-        with tifffile_messages(location.path):
-            tiff = open_tifffile(location.path)
-        with tiff:
-            series = tiff.series
-            if len(series) < 2:
-                return None
-            names = tuple(item.name or f"series {index}" for index, item in enumerate(series))
-            # The OME-XML describes the series only when each of its Images became one series, in order.
-            xml = tiff.ome_metadata if tiff.is_ome else None
-            return SeriesListing(names, xml if xml and len(ome_images(xml)) == len(series) else None)
+        return TiffSource(location.path, options.get("series"), segment_cache_bytes=block_cache_bytes)
