@@ -96,7 +96,8 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options that shape the served representation, shared by ``mount`` and ``info``."""
     flags = [
         click.option("--series", type=int,
-                     help="Which image series of a multi-series file to serve (default: 0)."),
+                     help="Which image series of a multi-series file (TIFF, HDF5) to serve alone (default: "
+                          "every series, in the bioformats2raw layout)."),
         click.option("--dataset", metavar="PATH",
                      help="The image inside a container file or group, e.g. /Image in an HDF5 file."),
         click.option("--axes", metavar="AXES",
@@ -390,7 +391,7 @@ def info(source: str | None, check: bool, debug: bool, repository: RepositoryOpt
     from zarrfs.core.describe import describe
     from zarrfs.core.repository import Repository
     from zarrfs.core.repository.report import report
-    from zarrfs.core.served import open_served
+    from zarrfs.core.served import open_served, served_images
 
     if debug:
         logging.basicConfig(level=logging.DEBUG, format="zarrfs: debug: %(name)s: %(message)s")
@@ -412,9 +413,10 @@ def info(source: str | None, check: bool, debug: bool, repository: RepositoryOpt
     dataset = served
     try:
         click.echo(describe(dataset))
-        problems = dataset.source.problems() if check else []
+        images = served_images(dataset) if check else []
+        problems = [line for image in images for line in image.source.problems()]
         if check:
-            click.echo(f"check:     {len(problems)} of {len(dataset.source.files())} files cannot be served")
+            click.echo(f"check:     {len(problems)} of {len(dataset.files())} files cannot be served")
             for problem in problems:
                 click.echo("  " + printable(problem))
     finally:

@@ -27,7 +27,7 @@ from zarrfs.core.staleness import SourceWatch, WatchedSource
 from zarrfs.core.tree import ChunkFiles, VirtualTree
 from zarrfs.core.windows import DisplayWindows, display_windows
 from zarrfs.lru import ENTRY_OVERHEAD_BYTES, ByteLRUCache, ChunkCache, ScopedCache
-from zarrfs.sources import ImageSource, open_source
+from zarrfs.sources import ImageSource, Location, open_source
 from zarrfs.sources.identity import FileIdentity
 from zarrfs.sources.registry import locate
 
@@ -123,6 +123,17 @@ class Dataset:
     fanout: FanOut
     windows: DisplayWindows
     watch: SourceWatch  # the identity of every source file when opened, checked before chunks are served
+
+    @property
+    def path(self) -> str:
+        return self.source.path
+
+    @property
+    def description(self) -> str:
+        return self.source.info.description
+
+    def files(self) -> tuple[str, ...]:
+        return self.source.files()
 
     def close(self) -> None:
         self.source.close()
@@ -246,30 +257,50 @@ def build_dataset(
     )
 
 
+def identity_before(
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Location,
+) -> dict[str, FileIdentity]:
+    """The file at ``path`` as it is before any of its bytes is read, for the watch: a change while it is
+    being opened shows at the first check. (A file that cannot be looked up, a file set or a URL is left to
+    open_source, which says why.)"""
+    if isinstance(path, str | os.PathLike):
+        with contextlib.suppress(OSError):
+            return {os.path.abspath(path): FileIdentity.of(os.fspath(path))}
+    return {}
+
+
+def serve_source(
+    source: ImageSource,
+    options: ServeOptions,
+    known: Mapping[str, FileIdentity],
+    shared: SharedCaches | None = None,
+    scope: Hashable = None,
+) -> Dataset:
+    """Serve an opened ``source`` (closed if that fails), its files watched from ``known`` identities on;
+    ``shared`` and ``scope`` as for build_dataset."""
+    try:
+        watch = SourceWatch.of(source.watched_files(), known=dict(known))
+        return build_dataset(source, options, watch, shared, scope)
+    except BaseException:
+        source.close()
+        raise
+
+
 def open_dataset(
-    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Location,
     options: ServeOptions | None = None,
     shared: SharedCaches | None = None,
     scope: Hashable = None,
     known: Mapping[str, FileIdentity] | None = None,
 ) -> Dataset:
-    """Open ``path`` (a file, a glob pattern, a list of files) and build its virtual tree: metadata, and a
-    sample of pixels of a bounded size for the display windows (see windows.py). ``shared`` and ``scope``
-    as for build_dataset; ``known`` the identities of its files as the caller saw them (a repository's
-    listing): served only if they are still those."""
+    """Open ``path`` (a file, a glob pattern, a list of files, a URL) and build its virtual tree: metadata,
+    and a sample of pixels of a bounded size for the display windows (see windows.py). ``shared`` and
+    ``scope`` as for build_dataset; ``known``: the identities of its files as the caller saw them earlier (a
+    repository's listing, a collection's first open): served only if they are still those (default: now,
+    see identity_before)."""
     options = options or ServeOptions()
-    # The file as it is before any of its bytes is read: a change while it is being opened shows at the first
-    # check. (A file that cannot be looked up, or a file set, is left to open_source, which says why.)
-    before = dict(known or {})
-    if not before and isinstance(path, str | os.PathLike):
-        with contextlib.suppress(OSError):
-            before = {os.path.abspath(path): FileIdentity.of(os.fspath(path))}
+    before = identity_before(path) if known is None else known
     blocks = block_cache_bytes(options.cache_bytes) if shared is None else shared.block_bytes
     location = locate(path, options.source, options.remote)  # a URL is reached with the remote options
     source = open_source(location, options.source, blocks)
-    try:
-        watch = SourceWatch.of(source.watched_files(), known=before)
-        return build_dataset(source, options, watch, shared, scope)
-    except BaseException:
-        source.close()
-        raise
+    return serve_source(source, options, before, shared, scope)

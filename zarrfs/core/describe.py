@@ -1,10 +1,11 @@
-"""A human-readable summary of what a dataset serves, for ``zarrfs info`` and the daemon log."""
+"""A human-readable summary of what a dataset (or each series of a collection) serves, for ``zarrfs info``."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 
+from zarrfs.core.collection import OME_XML, SeriesCollection
 from zarrfs.core.dataset import Dataset, Layout
 from zarrfs.core.options import human_bytes
 from zarrfs.core.pyramid import ComputedLevel
@@ -40,7 +41,23 @@ def _quantities(values: Mapping[str, PhysicalSize]) -> str:
     return ", ".join(f"{axis} {size.value:g} {size.unit or '(no unit)'}" for axis, size in values.items())
 
 
-def describe(dataset: Dataset) -> str:
+def describe(served: Dataset | SeriesCollection) -> str:
+    """The dataset, or the collection's layout and then each series as a dataset."""
+    if isinstance(served, Dataset):
+        return _describe_dataset(served)
+    count = len(served.datasets)
+    lines = [
+        f"source:    {served.path}",
+        f"layout:    bioformats2raw: {count} series at 0/ to {count - 1}/ (serve one alone with --series N)",
+        f"OME-XML:   {OME_XML if served.tree.stat(OME_XML) is not None else 'none (the source has none)'}",
+    ]
+    for index, (name, dataset) in enumerate(zip(served.names, served.datasets, strict=True)):
+        lines.append(f"series {index}: {name} (at {index}/)")
+        lines += ["  " + line for line in _describe_dataset(dataset).splitlines()]
+    return "\n".join(map(printable, lines))
+
+
+def _describe_dataset(dataset: Dataset) -> str:
     info = dataset.source.info
     physical = _quantities(info.physical_sizes)
     channels = ", ".join(

@@ -7,6 +7,7 @@ zarrfs compares version strings or Zarr format numbers.
 from __future__ import annotations
 
 import json
+import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -80,6 +81,18 @@ class NgffFormat(ABC):
         """``documents`` (this format's, by path in the image) with the consolidated metadata added, so that
         clients that cannot list (HTTP) open the whole image from one document."""
 
+    @abstractmethod
+    def collection_documents(self, series: Sequence[str]) -> dict[str, Document]:
+        """The documents of the bioformats2raw layout (layout 3) around images at the paths ``series``: the
+        root group naming the layout, and the ``OME`` group listing the series (the consolidated metadata is
+        added by ``consolidated``)."""
+
+    @abstractmethod
+    def nested(self, prefix: str, documents: dict[str, Document]) -> dict[str, Document]:
+        """An image's documents (this format's, by path in the image, as ``consolidated`` returned them) as
+        those of a node at ``prefix`` of a larger hierarchy, for the consolidated metadata of its root: the
+        nodes' metadata, without the image's own consolidated metadata."""
+
     def serves_stored(self, blocks: NativeBlocks, compressor: Compressor) -> bool:
         """Whether stored blocks are exactly what ``compressor`` serves here, so they can pass through: the
         same codec with the same parameters as the served metadata states them, except a compression level
@@ -136,6 +149,22 @@ class NgffV04(NgffFormat):
             "dimension_separator": "/",
         }
         return {".zarray": zarray}
+
+    def collection_documents(self, series: Sequence[str]) -> dict[str, Document]:
+        group = {"zarr_format": 2}
+        return {
+            ".zgroup": group,
+            ".zattrs": {"bioformats2raw.layout": 3},
+            "OME/.zgroup": group,
+            "OME/.zattrs": {"series": list(series)},
+        }
+
+    def nested(self, prefix: str, documents: dict[str, Document]) -> dict[str, Document]:
+        return {
+            f"{prefix}/{path}": document
+            for path, document in documents.items()
+            if posixpath.basename(path) in (".zgroup", ".zattrs", ".zarray")
+        }
 
     def consolidated(self, documents: dict[str, Document]) -> dict[str, Document]:
         # zarr-python's .zmetadata: every document by its key, as zarr.open_consolidated reads it.
@@ -202,6 +231,25 @@ class NgffV05(NgffFormat):
             "dimension_names": list(axes),
         }
         return {"zarr.json": document}
+
+    def collection_documents(self, series: Sequence[str]) -> dict[str, Document]:
+        def group(attributes: Document) -> Document:
+            return {"zarr_format": 3, "node_type": "group", "attributes": {"ome": attributes}}
+
+        return {
+            "zarr.json": group({"version": self.version, "bioformats2raw.layout": 3}),
+            "OME/zarr.json": group({"version": self.version, "series": list(series)}),
+        }
+
+    def nested(self, prefix: str, documents: dict[str, Document]) -> dict[str, Document]:
+        nodes = {
+            f"{prefix}/{path}": document
+            for path, document in documents.items()
+            if posixpath.basename(path) == "zarr.json"
+        }
+        root = f"{prefix}/zarr.json"
+        nodes[root] = {key: value for key, value in nodes[root].items() if key != "consolidated_metadata"}
+        return nodes
 
     def consolidated(self, documents: dict[str, Document]) -> dict[str, Document]:
         # The root zarr.json carries every other node's zarr.json inline, keyed by the node's path (as

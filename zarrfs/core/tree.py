@@ -12,8 +12,9 @@ import posixpath
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Protocol
 
 from zarrfs.core.levels import ChunkIndex
@@ -52,8 +53,9 @@ class ChunkFiles(Protocol):
 
 
 class ServedTree(Protocol):
-    """The calling convention front ends serve a tree by: VirtualTree (one image) and RepositoryTree (a
-    directory of images, zarrfs.core.repository) follow it. ``blocking=False`` calls raise WouldBlock
+    """The calling convention front ends serve a tree by: VirtualTree (one image), SeriesTree (the series of
+    one source under prefixes, collection.py) and RepositoryTree (a directory of images,
+    zarrfs.core.repository) follow it. ``blocking=False`` calls raise WouldBlock
     rather than make a chunk, read the source or scan a directory."""
 
     def stat(self, path: str, blocking: bool = True) -> Entry | None: ...
@@ -90,7 +92,8 @@ class _ChunkPath:
         return len(self.index) < len(self.files.grid)
 
 
-def _split(path: str) -> list[str]:
+def split_path(path: str) -> list[str]:
+    """A path of the tree as its parts ("" and "/" are the root, [])."""
     normalized = posixpath.normpath("/" + path.strip("/"))
     return [] if normalized == "/" else normalized.strip("/").split("/")
 
@@ -129,8 +132,8 @@ class VirtualTree:
     ) -> None:
         self._guard = guard or (lambda: None)
         self._recheck_due = recheck_due or (lambda: False)
-        self._documents = {"/".join(_split(key)): value for key, value in documents.items()}
-        self._arrays = {"/".join(_split(key)): files for key, files in arrays.items()}
+        self._documents = {"/".join(split_path(key)): value for key, value in documents.items()}
+        self._arrays = {"/".join(split_path(key)): files for key, files in arrays.items()}
         # Directories holding documents, arrays or key prefixes, with their named children (metadata only).
         self._directories: dict[str, set[str]] = {"": set()}
         prefixes = [f"{path}/{prefix}" for path, sets in self._arrays.items() for prefix in sets if prefix]
@@ -175,7 +178,7 @@ class VirtualTree:
 
     def stat(self, path: str, blocking: bool = True) -> Entry | None:
         """The entry at ``path``, or None when nothing is there."""
-        parts = _split(path)
+        parts = split_path(path)
         key = "/".join(parts)
         if key in self._directories:
             return Entry(DIRECTORY)
@@ -196,14 +199,19 @@ class VirtualTree:
         self._check_without_waiting()
         return Entry(size)
 
+    @property
+    def documents(self) -> Mapping[str, bytes]:
+        """Every metadata document by path."""
+        return MappingProxyType(self._documents)
+
     def is_document(self, path: str) -> bool:
         """Whether ``path`` is a metadata document (JSON), not a chunk file or directory."""
-        return "/".join(_split(path)) in self._documents
+        return "/".join(split_path(path)) in self._documents
 
     def computed_depth(self, path: str) -> int:
         """How far from the source the data at ``path`` lies: 0 for documents, directories and chunk files of
         stored levels, n for chunk files of a level computed by n reductions (PixelLevel.computed_depth)."""
-        chunk = self._chunk_path("/".join(_split(path)))
+        chunk = self._chunk_path("/".join(split_path(path)))
         return 0 if chunk is None or chunk.is_dir else chunk.files.computed_depth
 
     def listdir(self, path: str, start: int = 0) -> Iterator[str]:
@@ -211,7 +219,7 @@ class VirtualTree:
         hold millions, and a reader that lists it page by page must not cost a full listing per page.
 
         Raises NotADirectoryError or FileNotFoundError."""
-        parts = _split(path)
+        parts = split_path(path)
         key = "/".join(parts)
         names = self._directories.get(key)
         if names is not None:
@@ -232,7 +240,7 @@ class VirtualTree:
 
     def _file(self, path: str) -> bytes | _ChunkPath:
         """The document or chunk file at ``path``. Raises FileNotFoundError or IsADirectoryError."""
-        parts = _split(path)
+        parts = split_path(path)
         key = "/".join(parts)
         document = self._documents.get(key)
         if document is not None:

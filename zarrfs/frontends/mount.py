@@ -285,10 +285,9 @@ def serve(
         threading.Thread(target=_report_when_live, args=(spec.mountpoint, when_live), daemon=True).start()
 
     live = isinstance(served, Repository)
-    if isinstance(served, Repository):
-        described, description = served.path, served.description
-    else:
-        described, description = served.source.files()[0], served.source.info.description
+    # The time shown for every entry: the directory's, or the (first) source file's.
+    described = served.path if isinstance(served, Repository) else served.files()[0]
+    description = served.description
     operations = ZarrfsOperations(
         served.tree,
         mtime_ns=identity_of(described).mtime_ns,

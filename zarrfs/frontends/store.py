@@ -26,7 +26,7 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarrfs.core.options import ServeOptions, serve_options
 from zarrfs.core.repository import Repository, RepositoryOptions, repository_options
 from zarrfs.core.requests import DEFAULT_TIMEOUT_S, RequestPolicy
-from zarrfs.core.served import Served, open_served
+from zarrfs.core.served import Served, open_served, served_images
 from zarrfs.core.tree import FileBytes, ServedTree
 from zarrfs.errors import SourceError, ZarrfsError
 from zarrfs.sources.identity import FileIdentity
@@ -124,7 +124,8 @@ def _watched(served: Served) -> dict[str, Identity]:
         return {}
     return {
         path: opened if isinstance(opened, FileIdentity) else opened.identity
-        for path, opened in served.watch.opened.items()
+        for image in served_images(served)
+        for path, opened in image.watch.opened.items()
     }
 
 
@@ -137,7 +138,7 @@ def _without_device(identity: Identity | None) -> tuple[object, ...]:
 
 
 def _files(served: Served) -> tuple[str, ...]:
-    return () if isinstance(served, Repository) else served.source.files()
+    return () if isinstance(served, Repository) else served.files()
 
 
 def _fingerprint(served: Served) -> str:
@@ -305,8 +306,7 @@ class ZarrfsStore(Store):
     def __repr__(self) -> str:
         if self._opening is not None:
             return f"ZarrfsStore({self._opening.source!r})"
-        served = self.dataset
-        return f"ZarrfsStore({served.path if isinstance(served, Repository) else served.source.path!r})"
+        return f"ZarrfsStore({self.dataset.path!r})"
 
     async def get(
         self, key: str, prototype: BufferPrototype | None = None, byte_range: ByteRequest | None = None
@@ -371,7 +371,9 @@ def open_store(
     **options: Any,
 ) -> ZarrfsStore:
     """Serve ``source`` in-process: ``zarr.open_group(zarrfs.open_store("x.tif"), mode="r")``. A glob string
-    (``"sections/*.tif"``) or a list of paths is a file sequence (``sequence_axis="t"`` stacks it along t).
+    (``"sections/*.tif"``) or a list of paths is a file sequence (``sequence_axis="t"`` stacks it along t). A
+    source of several images (series) without ``series`` (or ``dataset``) is served in the bioformats2raw
+    layout: series i at ``"i/"``.
 
     Takes the same options as ``zarrfs mount`` (``series``, ``chunks``, ``compressor``, ``clevel``,
     ``cache_size``, ``timeout``, ``ngff``: "0.4" by default, "0.5" or "all"), e.g. ``open_store("x.tif",

@@ -10,6 +10,7 @@ from zarrfs.sources.base import (
     Level,
     NativeBlocks,
     PhysicalSize,
+    SeriesListing,
     SourceInfo,
 )
 from zarrfs.sources.registry import (
@@ -34,6 +35,7 @@ __all__ = [
     "NativeBlocks",
     "PhysicalSize",
     "Reader",
+    "SeriesListing",
     "SourceInfo",
     "open_source",
 ]

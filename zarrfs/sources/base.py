@@ -119,6 +119,15 @@ class SourceInfo:
         return result
 
 
+@dataclass(frozen=True)
+class SeriesListing:
+    """The images of a file that holds several (a multi-series TIFF, an HDF5 file of several image datasets),
+    from its metadata: image i opens with the reader's ``series`` option set to i."""
+
+    names: tuple[str, ...]  # one per series, for logs and ``zarrfs info``
+    ome_xml: str | None = None  # the file's OME-XML, when its Images are exactly these series, in order
+
+
 class ImageSource(ABC):
     """A read-only image in canonical axis order. Implementations must be thread-safe in ``read_region``."""
 
@@ -144,6 +153,11 @@ class ImageSource(ABC):
         A source of so many files that checking them all per read would cost more than the read (a sequence
         of thousands) checks the files each read uses itself, and returns none here."""
         return self.files()
+
+    def series(self) -> SeriesListing | None:
+        """The file's series when it holds several and the reader's options picked none of them (this source
+        then serves the first); None (the default) otherwise."""
+        return None
 
     def problems(self) -> list[str]:
         """What is wrong with files the source would only open on a first read (``zarrfs info --check``

@@ -150,6 +150,13 @@ def _read_header(path: str) -> bytes:
     return header
 
 
+def check_series(index: int, count: int, path: str) -> None:
+    """A one-line SourceError unless ``index`` names one of the ``count`` series of the file at ``path``."""
+    if not 0 <= index < count:
+        available = "only series 0" if count == 1 else f"series 0-{count - 1}"
+        raise SourceError(f"series {index} does not exist: the file has {count} series ({available}): {path}")
+
+
 class Reader(ABC):
     """One source format. ``options`` names the per-format options it takes (name -> one line of help);
     ``open`` receives only those the user set."""

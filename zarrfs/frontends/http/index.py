@@ -1,4 +1,5 @@
-"""The page at ``/``: what is served, its arrays and levels, and source strings to paste into viewers."""
+"""The page at ``/``: what is served, its arrays and levels, and source strings to paste into viewers (for a
+collection of series, those of each series)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,19 @@ import html
 import json
 import os
 import urllib.parse
-from typing import Any
+from typing import Any, Protocol
 
+from zarrfs.core.collection import SeriesCollection
 from zarrfs.core.dataset import Dataset
 from zarrfs.core.repository import Repository
 
 VIZARR = "https://hms-dbmi.github.io/vizarr/?source="
+
+
+class Page(Protocol):
+    def json(self, base: str) -> bytes: ...
+
+    def html(self, base: str) -> bytes: ...
 
 
 class Index:
@@ -113,3 +121,51 @@ Statistics: <a href=".zarrfs/stats.json">.zarrfs/stats.json</a>.</p>
 <ul>{rows}</ul></body></html>
 """
         return page.encode()
+
+
+class SeriesIndex:
+    """The page of a collection of series: per series its path, name and Index (viewer strings included)."""
+
+    def __init__(self, collection: SeriesCollection) -> None:
+        self.collection = collection
+
+    def describe(self, base: str) -> dict[str, Any]:
+        series = [
+            {"path": str(index), "name": name, **Index(dataset, []).describe(f"{base}{index}/")}
+            for index, (name, dataset) in enumerate(
+                zip(self.collection.names, self.collection.datasets, strict=True)
+            )
+        ]
+        name = os.path.basename(self.collection.path)
+        return {"source": name, "layout": "bioformats2raw", "series": series}
+
+    def json(self, base: str) -> bytes:
+        return (json.dumps(self.describe(base), indent=2) + "\n").encode()
+
+    def html(self, base: str) -> bytes:
+        about = self.describe(base)
+        rows = "".join(
+            f"<tr><td>{html.escape(item['path'])}/</td><td>{html.escape(item['name'])}</td>"
+            f"<td>{html.escape(item['axes'])}</td><td>{html.escape(item['dtype'])}</td>"
+            f"<td>{item['layouts'][0]['arrays'][0]['shape']}</td>"
+            f"<td><code>{html.escape(item['viewers']['vizarr'])}</code></td></tr>"
+            for item in about["series"]
+        )
+        page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>zarrfs: {html.escape(about["source"])}</title></head>
+<body><h1>{html.escape(about["source"])}</h1>
+<p>Served by zarrfs as OME-Zarr in the bioformats2raw layout: one image per series, at its path.</p>
+<table border="1">
+<tr><th>path</th><th>series</th><th>axes</th><th>data type</th><th>shape</th><th>vizarr</th></tr>
+{rows}</table></body></html>
+"""
+        return page.encode()
+
+
+def index_page(served: Dataset | SeriesCollection | Repository, precomputed: list[str]) -> Page:
+    """The page for what is served; ``precomputed``: the directories of its precomputed volumes."""
+    if isinstance(served, Repository):
+        return RepositoryIndex(served)
+    if isinstance(served, SeriesCollection):
+        return SeriesIndex(served)
+    return Index(served, precomputed)

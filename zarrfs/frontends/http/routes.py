@@ -15,7 +15,7 @@ from zarrfs.core.describe import printable
 from zarrfs.core.requests import RequestPolicy, RequestTimeout
 from zarrfs.core.tree import FileBytes
 from zarrfs.frontends.http.files import ServedFiles
-from zarrfs.frontends.http.index import Index, RepositoryIndex
+from zarrfs.frontends.http.index import Page
 from zarrfs.frontends.http.semantics import (
     RangeNotSatisfiable,
     accepts,
@@ -67,7 +67,7 @@ class Site:
         self,
         files: ServedFiles,
         policy: RequestPolicy,
-        page: Index | RepositoryIndex,
+        page: Page,
         identity: str,
         mtime: float,
         access: Access,
@@ -185,7 +185,7 @@ class Site:
             return _error(502 if _from_remote(error) else 500, f"cannot serve /{path}: {error}")
         if not modified:
             return Reply(304, validators)
-        reply = Reply(200, {**validators, "Content-Type": _content_type(document)}, data)
+        reply = Reply(200, {**validators, "Content-Type": _content_type(path, document)}, data)
         if gzipped:
             reply.body = _gzip(bytes(data))
             reply.headers["Content-Encoding"] = "gzip"
@@ -216,8 +216,11 @@ def _from_remote(error: BaseException) -> bool:
     return False
 
 
-def _content_type(document: bool) -> str:
-    return "application/json" if document else "application/octet-stream"
+def _content_type(path: str, document: bool) -> str:
+    if not document:
+        return "application/octet-stream"
+    # The one document that is not JSON: the OME-XML of a collection of series (OME/METADATA.ome.xml).
+    return "application/xml" if path.endswith(".xml") else "application/json"
 
 
 @functools.lru_cache(maxsize=1024)

@@ -23,10 +23,10 @@ from aiohttp import web
 from zarrfs.core import Dataset, ServeOptions
 from zarrfs.core.repository import Repository, RepositoryOptions
 from zarrfs.core.requests import DEFAULT_TIMEOUT_S, RequestPolicy
-from zarrfs.core.served import open_served
+from zarrfs.core.served import Served, open_served
 from zarrfs.errors import ZarrfsError
 from zarrfs.frontends.http.files import ServedFiles
-from zarrfs.frontends.http.index import Index, RepositoryIndex
+from zarrfs.frontends.http.index import Page, index_page
 from zarrfs.frontends.http.routes import Access, Site
 from zarrfs.sources.identity import identity_of
 
@@ -81,18 +81,17 @@ def serve_http(spec: HttpSpec, announce: Callable[[str], None] = print) -> None:
         served.close()
 
 
-def _site_parts(
-    served: Dataset | Repository, spec: HttpSpec
-) -> tuple[ServedFiles, Index | RepositoryIndex, str, float]:
+def _site_parts(served: Served, spec: HttpSpec) -> tuple[ServedFiles, Page, str, float]:
     """The served files, the index page, what names the source in ETags, and the Last-Modified time."""
     if isinstance(served, Repository):
         # ETags name each node's files as they are (RepositoryTree.identity): a replaced file changes them.
         files = ServedFiles(served.tree, identity=served.tree.identity)
-        return files, RepositoryIndex(served), f"{served.path}\0{spec.options}", time.time()
-    # The ETags of everything served name the identity of every file the source reads.
-    identities = [identity_of(path) for path in served.source.files()]
-    files = ServedFiles.of_dataset(served)
-    index = Index(served, sorted(files.precomputed))
+        return files, index_page(served, []), f"{served.path}\0{spec.options}", time.time()
+    # The ETags of everything served name the identity of every file the source reads. Neuroglancer
+    # precomputed volumes are one image's: a collection of series has none.
+    identities = [identity_of(path) for path in served.files()]
+    files = ServedFiles.of_dataset(served) if isinstance(served, Dataset) else ServedFiles(served.tree)
+    index = index_page(served, sorted(files.precomputed))
     return files, index, f"{identities}\0{spec.options}", max(i.mtime_ns for i in identities) / 1e9
 
 

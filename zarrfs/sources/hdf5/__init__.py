@@ -50,6 +50,8 @@ class Hdf5Reader(Reader):
     options: ClassVar[Mapping[str, str]] = {
         "dataset": "the dataset to serve (its path in the file), for files that are not Imaris, "
         "BigDataViewer or 3D-PLI or hold several datasets",
+        "series": "which image of a file of several to serve (default: all of them, in the bioformats2raw "
+        "layout): a BigDataViewer image, or an image dataset in the order `zarrfs info` lists them",
         "axes": "the dataset's axis names in stored order (e.g. zyx, czyx, xyz) where its attributes do "
         "not say",
     }
@@ -68,6 +70,7 @@ class Hdf5Reader(Reader):
             location.path,
             options.get("dataset"),
             options.get("axes"),
+            options.get("series"),
             chunk_cache_bytes=location.reader_cache_bytes(block_cache_bytes),
             file=location.remote_file(block_cache_bytes),
         )

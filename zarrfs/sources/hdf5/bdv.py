@@ -1,6 +1,8 @@
 """BigDataViewer HDF5 files: ``t<time>/s<setup>/<level>/cells`` (z, y, x) with each setup's downsampling
 factors in ``s<setup>/resolutions``, and voxel sizes and setup names in the XML file beside the ``.h5``.
-Setups are served as channels, time points as t. BigDataViewer stores unsigned 16-bit pixels in signed 16-bit
+Setups that differ only in their channel (in the XML's setup attributes) and agree in size and type are the
+channels of one image, time points its t; setups of other tiles, angles or illuminations, or of other sizes,
+are further images (series) of the file. BigDataViewer stores unsigned 16-bit pixels in signed 16-bit
 datasets (Java has no unsigned types) and reads them back as unsigned: so does zarrfs."""
 
 from __future__ import annotations
@@ -34,8 +36,54 @@ def is_bdv(file: h5py.File) -> bool:
     return bool(_setups(file)) and bool(_numbered(file, _TIME))
 
 
-def bdv_plan(file: h5py.File, open_data: Opener, path: str) -> ImagePlan:
-    setups = _setups(file)
+def _xml_path(path: str) -> str:
+    return os.path.splitext(path)[0] + ".xml"
+
+
+def _xml_setups(xml_path: str) -> dict[int, ElementTree.Element]:
+    """The XML's ViewSetup elements by id; none when there is no readable XML."""
+    try:
+        root = ElementTree.parse(xml_path).getroot()
+    except (OSError, ElementTree.ParseError):
+        return {}
+    by_id: dict[int, ElementTree.Element] = {}
+    for setup in root.iter("ViewSetup"):
+        try:
+            by_id[int((setup.findtext("id") or "").strip())] = setup
+        except ValueError:
+            continue
+    return by_id
+
+
+def bdv_images(file: h5py.File, path: str) -> list[list[tuple[int, str]]]:
+    """The file's setups grouped into images, in the order of their first setup: setups whose XML attributes
+    other than the channel are the same (tile, angle, illumination) and whose first stored volume has the same
+    shape and type are the channels of one image."""
+    described = _xml_setups(_xml_path(path))
+    first_time = _numbered(file, _TIME)[0][1]
+    images: dict[tuple[object, ...], list[tuple[int, str]]] = {}
+    for number, name in _setups(file):
+        element = described.get(number)
+        attributes = element.find("attributes") if element is not None else None
+        view = sorted(
+            (child.tag, (child.text or "").strip())
+            for child in (attributes if attributes is not None else [])
+            if child.tag != "channel"
+        )
+        cells = file.get(f"{first_time}/{name}/0/cells")
+        stored = (cells.shape, cells.dtype.str) if isinstance(cells, h5py.Dataset) else None
+        images.setdefault((tuple(view), stored), []).append((number, name))
+    return list(images.values())
+
+
+def bdv_image_name(setups: list[tuple[int, str]]) -> str:
+    """An image of ``bdv_images`` by its setups' numbers."""
+    numbers = ", ".join(str(number) for number, _ in setups)
+    return f"setup{'s' if len(setups) > 1 else ''} {numbers}"
+
+
+def bdv_plan(file: h5py.File, open_data: Opener, path: str, setups: list[tuple[int, str]]) -> ImagePlan:
+    """The image of ``setups`` (one of ``bdv_images``), each setup a channel."""
     times = _numbered(file, _TIME)
     level_count = min(len(file[name]["resolutions"]) for _, name in setups)
     first_time = times[0][1]
@@ -50,16 +98,7 @@ def bdv_plan(file: h5py.File, open_data: Opener, path: str) -> ImagePlan:
             if isinstance(cells, h5py.Dataset):
                 shapes[setup] = (cells.shape, cells.dtype)
         if len(set(shapes.values())) > 1:
-            if level == 0:
-                described = ", ".join(
-                    f"{setup}: {'x'.join(map(str, shape))} {dtype}"
-                    for setup, (shape, dtype) in shapes.items()
-                )
-                raise SourceError(
-                    f"BigDataViewer setups differ in size or type ({described}); serve one with --dataset, "
-                    f"e.g. --dataset /{first_time}/{next(iter(shapes))}/0/cells: {path}"
-                )
-            break
+            break  # a reduced level the setups store differently ends the pyramid (level 0: see bdv_images)
         if not shapes:
             if level == 0:
                 raise SourceError(f"BigDataViewer file without image data ({first_time}/s*/0/cells): {path}")
@@ -85,7 +124,7 @@ def bdv_plan(file: h5py.File, open_data: Opener, path: str) -> ImagePlan:
         fill = next(iter(pieces.values())).data.fill if pieces else 0
         levels.append(LevelPlan((*outer, *shape), len(outer), pieces, fill))
     assert served is not None
-    xml_path = os.path.splitext(path)[0] + ".xml"
+    xml_path = _xml_path(path)
     sizes, channels = _xml_metadata(xml_path, [number for number, _ in setups])
     return ImagePlan(
         kind="BigDataViewer",
@@ -102,16 +141,9 @@ def bdv_plan(file: h5py.File, open_data: Opener, path: str) -> ImagePlan:
 
 def _xml_metadata(xml_path: str, setups: list[int]) -> tuple[dict[str, PhysicalSize], list[Channel]]:
     """Voxel sizes (of the first setup) and setup names from the BigDataViewer XML, where there is one."""
-    try:
-        root = ElementTree.parse(xml_path).getroot()
-    except (OSError, ElementTree.ParseError):
+    by_id = _xml_setups(xml_path)
+    if not by_id:
         return {}, []
-    by_id: dict[int, ElementTree.Element] = {}
-    for setup in root.iter("ViewSetup"):
-        try:
-            by_id[int((setup.findtext("id") or "").strip())] = setup
-        except ValueError:
-            continue
     channels = [
         Channel(name=(by_id[s].findtext("name") or "").strip() or None) if s in by_id else Channel()
         for s in setups

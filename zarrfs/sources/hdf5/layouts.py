@@ -76,18 +76,6 @@ def _candidates(file: h5py.File) -> str:
     return f"datasets of 2 or more dimensions: {_listed(found)}" if found else "it has no image datasets"
 
 
-def only_dataset(file: h5py.File, path: str) -> h5py.Dataset:
-    found = image_datasets(file)
-    if not found:
-        raise SourceError(f"the HDF5 file holds no dataset of 2 or more dimensions: {path}")
-    if len(found) > 1:
-        raise SourceError(
-            f"the HDF5 file holds {len(found)} image datasets: choose one with --dataset ({_listed(found)}): "
-            f"{path}"
-        )
-    return file[found[0]]
-
-
 def plain_plan(dataset: h5py.Dataset, axes_option: str | None, open_data: Opener, path: str) -> ImagePlan:
     stored_axes = axes_of(dataset, axes_option, path)
     data = open_data(dataset, None, None)

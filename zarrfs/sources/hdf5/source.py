@@ -6,21 +6,31 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from typing import TypeVar
 
 import h5py
 import numpy as np
 
 from zarrfs.errors import SourceError, one_line
-from zarrfs.sources.base import ImageSource, Level, NativeBlocks, SourceInfo
-from zarrfs.sources.hdf5.bdv import bdv_plan, is_bdv
+from zarrfs.sources.base import ImageSource, Level, NativeBlocks, SeriesListing, SourceInfo
+from zarrfs.sources.hdf5.bdv import bdv_image_name, bdv_images, bdv_plan, is_bdv
 from zarrfs.sources.hdf5.imaris import imaris_plan, is_imaris
-from zarrfs.sources.hdf5.layouts import Opener, is_pli, named_dataset, only_dataset, plain_plan, pli_plan
+from zarrfs.sources.hdf5.layouts import (
+    Opener,
+    image_datasets,
+    is_pli,
+    named_dataset,
+    plain_plan,
+    pli_plan,
+)
 from zarrfs.sources.hdf5.plan import ImagePlan, LevelPlan
 from zarrfs.sources.hdf5.stored import decoded_cache, open_data
 from zarrfs.sources.pixelfile import PixelFile, SourceFile
+from zarrfs.sources.registry import check_series
 
 # Decoded HDF5 chunks that more than one served chunk needs (HDF5 chunks larger than the served ones).
 DEFAULT_CHUNK_CACHE_BYTES = 256 * 2**20
+T = TypeVar("T")
 _TRUNCATED = re.compile(r"truncated file: eof = (\d+).*stored_eof = (\d+)")
 
 
@@ -46,23 +56,55 @@ def open_hdf5(path: str, file: SourceFile | None = None) -> h5py.File:
         raise SourceError(f"not a valid HDF5 file ({message}): {path}") from None
 
 
-def recognise(
-    file: h5py.File, dataset: str | None, axes: str | None, open_data: Opener, path: str
-) -> ImagePlan:
-    """What the file holds: the dataset the user named, else the layout its structure shows."""
-    if dataset is not None:
-        return plain_plan(named_dataset(file, dataset, path), axes, open_data, path)
-    for is_layout, make, name in ((is_imaris, imaris_plan, "Imaris"), (is_bdv, bdv_plan, "BigDataViewer")):
-        if is_layout(file):
-            if axes is not None:
-                raise SourceError(
-                    f"--axes does not apply to {name} files (their axes are t, c, z, y, x); to serve one "
-                    f"dataset with other axes, name it with --dataset: {path}"
-                )
-            return make(file, open_data, path)
+def series_names(file: h5py.File, path: str) -> list[str]:
+    """The images of a file that holds several when no dataset is named (BigDataViewer setups that are not
+    channels of one image, or several image datasets), by name; empty for a file of one image."""
+    if is_imaris(file):
+        return []
+    if is_bdv(file):
+        images = bdv_images(file, path)
+        return [] if len(images) < 2 else [bdv_image_name(setups) for setups in images]
     if is_pli(file):
+        return []
+    found = image_datasets(file)
+    return found if len(found) > 1 else []
+
+
+def _chosen(items: list[T], series: int | None, path: str) -> T:
+    """The ``series``-th of the file's images ``items`` (the first when ``series`` is None), or a one-line
+    error."""
+    index = series or 0
+    check_series(index, len(items), path)
+    return items[index]
+
+
+def recognise(
+    file: h5py.File, dataset: str | None, axes: str | None, series: int | None, open_data: Opener, path: str
+) -> ImagePlan:
+    """What the file holds: the dataset the user named, else the layout its structure shows (its ``series``-th
+    image, the first by default, for a file of several: see ``series_names``)."""
+    if dataset is not None:
+        if series is not None:
+            raise SourceError(f"--dataset and --series both choose the image: give one of them: {path}")
+        return plain_plan(named_dataset(file, dataset, path), axes, open_data, path)
+    for is_layout, name in ((is_imaris, "Imaris"), (is_bdv, "BigDataViewer")):
+        if is_layout(file) and axes is not None:
+            raise SourceError(
+                f"--axes does not apply to {name} files (their axes are t, c, z, y, x); to serve one "
+                f"dataset with other axes, name it with --dataset: {path}"
+            )
+    if is_imaris(file):
+        _chosen([None], series, path)
+        return imaris_plan(file, open_data, path)
+    if is_bdv(file):
+        return bdv_plan(file, open_data, path, _chosen(bdv_images(file, path), series, path))
+    if is_pli(file):
+        _chosen([None], series, path)
         return pli_plan(file, axes, open_data, path)
-    return plain_plan(only_dataset(file, path), axes, open_data, path)
+    found = image_datasets(file)
+    if not found:
+        raise SourceError(f"the HDF5 file holds no dataset of 2 or more dimensions: {path}")
+    return plain_plan(file[_chosen(found, series, path)], axes, open_data, path)
 
 
 class Hdf5Source(ImageSource):
@@ -74,6 +116,7 @@ class Hdf5Source(ImageSource):
         path: str,
         dataset: str | None = None,
         axes: str | None = None,
+        series: int | None = None,
         *,
         chunk_cache_bytes: int = DEFAULT_CHUNK_CACHE_BYTES,
         file: SourceFile | None = None,
@@ -93,7 +136,9 @@ class Hdf5Source(ImageSource):
                 return open_data(item, pixels, cache, shape, dtype)
 
             try:
-                plan = recognise(self._h5, dataset, axes, opener, path)
+                plan = recognise(self._h5, dataset, axes, series, opener, path)
+                # The file's other images, when no option picked this one.
+                names = series_names(self._h5, path) if dataset is None and series is None else []
             except SourceError:
                 raise
             except Exception as error:  # h5py on a damaged structure
@@ -106,6 +151,7 @@ class Hdf5Source(ImageSource):
         self._levels = plan.levels
         self._native = [level.native_blocks() for level in plan.levels]
         self._paths = (os.path.abspath(path) if file is None else path, *plan.companions)
+        self._series = SeriesListing(tuple(names)) if names else None
         count = len(plan.levels)
         self.info = SourceInfo(
             axes=plan.axes,
@@ -120,6 +166,9 @@ class Hdf5Source(ImageSource):
 
     def files(self) -> tuple[str, ...]:
         return self._paths
+
+    def series(self) -> SeriesListing | None:
+        return self._series
 
     def _level(self, level: int) -> LevelPlan:
         if self._pixels is None:

@@ -21,7 +21,8 @@ __all__ = ["TIFF_SIGNATURES", "TiffReader", "TiffSource", "is_tiff_header"]
 class TiffReader(Reader):
     name: ClassVar[str] = "TIFF"
     options: ClassVar[Mapping[str, str]] = {
-        "series": "which image series of a multi-series file to serve (default 0)"
+        "series": "which image series of a multi-series file to serve (default: all of them, in the "
+        "bioformats2raw layout)"
     }
 
     def claims(self, location: Location) -> bool:
@@ -30,7 +31,7 @@ class TiffReader(Reader):
     def open(self, location: Location, options: Mapping[str, Any], block_cache_bytes: int) -> ImageSource:
         return TiffSource(
             location.path,
-            options.get("series", 0),
+            options.get("series"),
             segment_cache_bytes=location.reader_cache_bytes(block_cache_bytes),
             file=location.remote_file(block_cache_bytes),
         )

@@ -13,6 +13,7 @@ import tifffile
 
 from zarrfs.errors import SourceError, one_line
 from zarrfs.sources.pixelfile import SourceFile
+from zarrfs.sources.registry import check_series
 from zarrfs.sources.tiff.geometry import check_geometry, is_whole, segment_kind
 from zarrfs.sources.tiff.metadata import compression_name
 from zarrfs.sources.tiff.structure import check_ome_planes, count_ifds
@@ -98,9 +99,7 @@ def select_series(tiff: tifffile.TiffFile, index: int, path: str) -> tifffile.Ti
     count = len(tiff.series)
     if count == 0:
         raise SourceError(f"not a valid TIFF file (it contains no images): {path}")
-    if not 0 <= index < count:
-        available = "only series 0" if count == 1 else f"series 0-{count - 1}"
-        raise SourceError(f"series {index} does not exist: the file has {count} series ({available}): {path}")
+    check_series(index, count, path)
     return tiff.series[index]
 
 

@@ -128,16 +128,21 @@ def _enum_name(enum: Any, value: Any) -> str | None:
         return None
 
 
+def ome_images(xml: str) -> list[ElementTree.Element]:
+    """The Image elements of an OME-XML document, in order; none if it does not parse."""
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return []
+    return [element for element in root if element.tag.endswith("}Image") or element.tag == "Image"]
+
+
 def _ome_pixels(
     tiff: tifffile.TiffFile, series: tifffile.TiffPageSeries, index: int
 ) -> ElementTree.Element | None:
     """The OME Pixels element describing ``series``: by position when every Image became a series, else by a
     unique Image name."""
-    try:
-        root = ElementTree.fromstring(tiff.ome_metadata or "")
-    except ElementTree.ParseError:
-        return None
-    images = [element for element in root if element.tag.endswith("}Image") or element.tag == "Image"]
+    images = ome_images(tiff.ome_metadata or "")
     if len(images) == len(tiff.series):
         image = images[index]
     else:

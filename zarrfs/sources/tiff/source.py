@@ -9,7 +9,7 @@ import tifffile
 
 from zarrfs.errors import SourceError
 from zarrfs.lru import ByteLRUCache
-from zarrfs.sources.base import ImageSource, Level, SourceInfo
+from zarrfs.sources.base import ImageSource, Level, SeriesListing, SourceInfo
 from zarrfs.sources.blocks import PassThroughLevels, decoded_block_cache
 from zarrfs.sources.pixelfile import PixelFile, SourceFile
 from zarrfs.sources.tiff.checks import (
@@ -22,13 +22,24 @@ from zarrfs.sources.tiff.checks import (
 )
 from zarrfs.sources.tiff.geometry import check_geometry, check_segment_size, check_segment_tables
 from zarrfs.sources.tiff.layout import AxisMap, plan_level
-from zarrfs.sources.tiff.metadata import describe, image_metadata
+from zarrfs.sources.tiff.metadata import describe, image_metadata, ome_images
 from zarrfs.sources.tiff.native import NativeLevel, native_level
 from zarrfs.sources.tiff.readers import ContiguousLevel, LevelReader, PagedLevel
 from zarrfs.sources.tiff.tifflog import tifffile_messages
 
 # Decoded tiles or strips that more than one region needs (typically one huge strip read chunk by chunk).
 DEFAULT_SEGMENT_CACHE_BYTES = 256 * 2**20
+
+
+def _listing(tiff: tifffile.TiffFile) -> SeriesListing | None:
+    """The file's series, if there are several."""
+    series = tiff.series
+    if len(series) < 2:
+        return None
+    names = tuple(item.name or f"series {index}" for index, item in enumerate(series))
+    # The OME-XML describes the series only when each of its Images became one series, in order.
+    xml = tiff.ome_metadata if tiff.is_ome else None
+    return SeriesListing(names, xml if xml and len(ome_images(xml)) == len(series) else None)
 
 
 class TiffSource(PassThroughLevels, ImageSource):
@@ -38,14 +49,16 @@ class TiffSource(PassThroughLevels, ImageSource):
     def __init__(
         self,
         path: str,
-        series: int = 0,
+        series: int | None = None,
         *,
         segment_cache_bytes: int = DEFAULT_SEGMENT_CACHE_BYTES,
         file: SourceFile | None = None,
     ) -> None:
-        """``file``: where the bytes are, when not in the local file ``path`` (an object at a URL)."""
+        """Open series ``series``; None: the first, and the file's others are listed by ``series()``.
+        ``file``: where the bytes are, when not in the local file ``path`` (an object at a URL)."""
         self.path = path
         self._file = file
+        self._series: SeriesListing | None = None
         self._files: dict[int, SourceFile] = {}  # by id() of the TiffFile a page belongs to
         self._levels: list[LevelReader] = []
         self._native: list[NativeLevel | None] = []  # per level: its tiles served as stored, if they can be
@@ -53,7 +66,9 @@ class TiffSource(PassThroughLevels, ImageSource):
         try:
             with tifffile_messages(path):
                 self._tiff = open_tifffile(path, file)
-                self._open_series(self._tiff, series, decoded_block_cache(segment_cache_bytes))
+                self._open_series(self._tiff, series or 0, decoded_block_cache(segment_cache_bytes))
+                if series is None:
+                    self._series = _listing(self._tiff)
         except BaseException:
             self.close()
             raise
@@ -123,6 +138,9 @@ class TiffSource(PassThroughLevels, ImageSource):
 
     def files(self) -> tuple[str, ...]:
         return self._paths
+
+    def series(self) -> SeriesListing | None:
+        return self._series
 
     def read_region(self, level: int, region: tuple[slice, ...]) -> np.ndarray:
         if not self._files:
