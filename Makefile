@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml
 
 # Tools tests use as root (setpriv and unshare from util-linux, mount), libvips's vips (to write a TIFF as libvips
 # does), chromium, node and npm for the HTTP front end's browser and JavaScript client tests, and the bench's
-# HTTP load generator and reference server (wrk, nginx; tests/test_bench.py runs the bench): installed
+# HTTP load generator and reference server (wrk, nginx; tests/test_bench.py runs the bench; the remote-source
+# tests serve their files with nginx, and with moto's S3 server from the test extra): installed
 # automatically when run as root. Where they are missing, those tests fail rather than skip (tests/mounting.py,
 # tests/devtools.py, tests/node_clients.py, scripts/bench/servers.py).
 

@@ -315,8 +315,8 @@ def test_a_change_while_the_source_is_being_opened_shows_at_the_first_read(
     _write(source, _image(1))
     open_source = dataset_module.open_source
 
-    def open_then_change(*args: object) -> object:
-        opened = open_source(*args)  # type: ignore[arg-type]  # metadata read from the file as it was
+    def open_then_change(*args: object, **kwargs: object) -> object:
+        opened = open_source(*args, **kwargs)  # type: ignore[arg-type]  # metadata read from the file as it was
         _touch_forward(source)
         return opened
 

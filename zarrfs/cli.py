@@ -139,6 +139,12 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--passthrough", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
                      help="auto: where chunks are the source's tiles and the compressor matches their codec "
                           "(none, zlib=deflate, zstd), serve the stored bytes unchanged."),
+        click.option("--anon", is_flag=True,
+                     help="URL sources: read without credentials (public buckets)."),
+        click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+                     help="URL sources: an option of the protocol's fsspec file system (VALUE read as JSON "
+                          "where it parses), e.g. endpoint_url=http://127.0.0.1:9000 or "
+                          "requester_pays=true; repeat for several. Values are never shown or logged."),
     ]  # fmt: skip
     for flag in reversed(flags):
         command = flag(command)
@@ -174,6 +180,13 @@ def main() -> None:
       zarrfs unmount image.ome.zarr
       zarrfs serve image.tif                  # over HTTP, for web viewers (Neuroglancer, vizarr)
     """
+
+
+def _source_name(source: str) -> str:
+    """A path made absolute (the daemon runs elsewhere); a URL as given."""
+    from zarrfs.sources.remote.urls import is_url
+
+    return source if is_url(source) else os.path.abspath(source)
 
 
 def _source_and_mountpoint(
@@ -217,7 +230,8 @@ def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_opt
           log_file: str | None, request_timeout: float, debug: bool, **serve: Any) -> None:  # fmt: skip
     """Mount SOURCE at MOUNTPOINT as an OME-Zarr hierarchy (read-only).
 
-    SOURCE is an image file, or a quoted glob ('sections/slice_*.tif') of files served as one image.
+    SOURCE is an image file, a quoted glob ('sections/slice_*.tif') of files served as one image, or a URL
+    (https://..., s3://bucket/key).
     Returns once the mount is live (exit 0) or failed (non-zero, with the reason).
     """
     from zarrfs.frontends.mount import (
@@ -230,7 +244,7 @@ def mount(source: str | None, mountpoint: str | None, foreground: bool, fuse_opt
 
     source, mountpoint = _source_and_mountpoint(source, mountpoint, serve["sequence_list"])
     spec = MountSpec(
-        source=os.path.abspath(source),
+        source=_source_name(source),
         mountpoint=os.path.abspath(mountpoint),  # resolved by the mount, within a time limit
         options=serve_options(**serve),
         fuse_options=parse_fuse_options(fuse_options),
@@ -297,7 +311,7 @@ def serve(source: str | None, host: str, port: int, cors_origin: str, token: str
         raise ZarrfsError("give either SOURCE or --sequence-list FILE")
     run(
         HttpSpec(
-            source=os.path.abspath(source or serve["sequence_list"]),
+            source=_source_name(source or serve["sequence_list"]),
             options=serve_options(**serve),
             host=host,
             port=port,

@@ -228,7 +228,7 @@ def open_dataset(
     if isinstance(path, str | os.PathLike):
         with contextlib.suppress(OSError):
             before = {os.path.abspath(path): FileIdentity.of(os.fspath(path))}
-    source = open_source(path, options.source, block_cache_bytes(options.cache_bytes))
+    source = open_source(path, options.source, block_cache_bytes(options.cache_bytes), remote=options.remote)
     try:
         return build_dataset(source, options, SourceWatch.of(source.watched_files(), known=before))
     except BaseException:

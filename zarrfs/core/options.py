@@ -13,6 +13,7 @@ from typing import Any
 from zarrfs.core.formats import FORMATS, NGFF_VERSIONS
 from zarrfs.errors import ZarrfsError
 from zarrfs.sources.base import PhysicalSize
+from zarrfs.sources.remote.options import RemoteOptions, parse_storage_options
 from zarrfs.units import UnitKind, udunits_name
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
@@ -56,6 +57,7 @@ class ServeOptions:
     downsample: str = "mean"  # how computed levels are made
     shards: int | None = None  # Zarr v3 only: chunks per shard file along y and x
     passthrough: bool = True  # serve stored tiles unchanged where they already are the chunks
+    remote: RemoteOptions = field(default_factory=RemoteOptions)  # how a source at a URL is reached
 
 
 def human_bytes(size: float) -> str:
@@ -193,6 +195,8 @@ def serve_options(
     sequence_list: str | os.PathLike[str] | None = None,
     sequence_axis: str | None = None,
     sequence_pattern: str | None = None,
+    anon: bool = False,
+    storage_options: Sequence[str] | Mapping[str, Any] | None = None,
 ) -> ServeOptions:
     """Build ServeOptions from what a user typed (strings, as on the command line) or from Python values."""
     if series is not None and series < 0:
@@ -236,4 +240,5 @@ def serve_options(
         downsample=downsample,
         shards=shards,
         passthrough=passthrough in ("auto", True),
+        remote=RemoteOptions(anon=bool(anon), storage=parse_storage_options(storage_options)),
     )

@@ -23,7 +23,7 @@ from typing import TypeVar
 import numpy as np
 
 from zarrfs.sources import ImageSource, NativeBlocks
-from zarrfs.sources.identity import FileIdentity, change_since
+from zarrfs.sources.identity import FileIdentity, Watched, change_of, identity_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,7 +47,7 @@ class SourceWatch:
     chunks of the new file mixed with chunks of the old one (the source must be mounted again).
     """
 
-    def __init__(self, opened: dict[str, FileIdentity]) -> None:
+    def __init__(self, opened: dict[str, FileIdentity | Watched]) -> None:
         self.opened = opened
         self._change: str | None = None
         self._checked_at = time.monotonic()
@@ -57,17 +57,18 @@ class SourceWatch:
     def of(cls, paths: Iterable[str], known: dict[str, FileIdentity] | None = None) -> SourceWatch:
         """A watch on ``paths`` as they are now, or as ``known`` says they were (taken earlier)."""
         known = known or {}
-        return cls({path: known.get(path) or FileIdentity.of(path) for path in paths})
+        return cls({path: known.get(path) or identity_of(path) for path in paths})
 
     def _first_change(self) -> str | None:
         for path, opened in self.opened.items():
-            change = change_since(path, opened)
+            change = change_of(path, opened)
             if change is not None:
                 return f"source {path} {change} since it was mounted"
         return None
 
     def check(self) -> None:
-        """Raise SourceChangedError (an EIO) if a source file changed since it was opened: one stat a file."""
+        """Raise SourceChangedError (an EIO) if a source file changed since it was opened: one stat a file (a
+        remote object answers from what its reads saw, asking the server again only every few seconds)."""
         if self._change is None:
             change = self._first_change()
             if change is None:

@@ -39,7 +39,9 @@ from zarrfs.frontends.mounts import (
     resolve,
     unmount,
 )
+from zarrfs.sources.identity import identity_of
 from zarrfs.sources.registry import locate
+from zarrfs.sources.remote.urls import is_url, redact
 
 log = logging.getLogger("zarrfs")
 
@@ -147,7 +149,7 @@ def check_mountpoint(mountpoint: str, source: str) -> None:
     except PermissionError:
         raise MountError(f"no permission to read mount point {mountpoint}") from None
     real_source = os.path.realpath(source)
-    if real_source.startswith(mountpoint.rstrip("/") + "/"):
+    if not is_url(source) and real_source.startswith(mountpoint.rstrip("/") + "/"):
         raise MountError(f"source {source} lies inside the mount point {mountpoint}; mount somewhere else")
 
 
@@ -275,13 +277,13 @@ def serve(
 
     operations = ZarrfsOperations(
         dataset.tree,
-        mtime_ns=os.stat(dataset.source.files()[0]).st_mtime_ns,
+        mtime_ns=identity_of(dataset.source.files()[0]).mtime_ns,
         request_timeout=spec.request_timeout,
         on_init=when_serving,
     )
     fuse_options: dict[str, str | bool | int] = {
         "ro": True,
-        "fsname": escape_fuse_option(f"zarrfs:{spec.source}"),
+        "fsname": escape_fuse_option(f"zarrfs:{redact(spec.source)}"),
         "subtype": FUSE_SUBTYPE,
         "kernel_cache": True,
         "attr_timeout": CACHE_TIMEOUT_S,
@@ -292,7 +294,7 @@ def serve(
         **spec.fuse_options,
     }
 
-    log.info("serving %s at %s (%s)", spec.source, spec.mountpoint, dataset.source.info.description)
+    log.info("serving %s at %s (%s)", redact(spec.source), spec.mountpoint, dataset.source.info.description)
     try:
         captured = CapturedStderr()
         FUSE(operations, spec.mountpoint, foreground=True, debug=spec.debug, **fuse_options)

@@ -327,7 +327,9 @@ def open_store(
 
     Takes the same options as ``zarrfs mount`` (``series``, ``chunks``, ``compressor``, ``clevel``,
     ``cache_size``, ``timeout``, ``ngff``: "0.4" by default, "0.5" or "all"), e.g. ``open_store("x.tif",
-    compressor="blosc-lz4", cache_size="1GiB")``. A read that takes longer than ``timeout`` seconds (positive,
+    compressor="blosc-lz4", cache_size="1GiB")``. ``source`` may be a URL (``https://...``, ``s3://bucket/key``):
+    ``anon=True`` reads a public bucket, ``storage_options={"endpoint_url": ...}`` configures the protocol's
+    fsspec file system. A read that takes longer than ``timeout`` seconds (positive,
     finite) raises ``zarrfs.core.requests.RequestTimeout``, a TimeoutError, where a mount answers EIO.
     """
     absolute = _absolute(source)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from zarrfs.sources.remote.urls import is_url
+
 CANONICAL_AXES = "tczyx"
 
 # A numcodecs codec configuration, e.g. {"id": "zlib", "level": 1}: how stored bytes decode.
@@ -133,9 +135,9 @@ class ImageSource(ABC):
         """
 
     def files(self) -> tuple[str, ...]:
-        """Every file the source reads pixels or metadata from, as absolute paths. The default is the one
-        file at ``path``."""
-        return (os.path.abspath(self.path),)
+        """Every file the source reads pixels or metadata from, as absolute paths (or URLs as shown). The
+        default is the one file at ``path``."""
+        return (self.path if is_url(self.path) else os.path.abspath(self.path),)
 
     def watched_files(self) -> Sequence[str]:
         """The files the core checks for changes after every read of the source (``files()``, the default).

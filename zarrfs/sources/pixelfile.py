@@ -1,9 +1,11 @@
-"""Positional reads from the image files, safe for any number of threads at once."""
+"""Positional reads from the image files, safe for any number of threads at once: ``SourceFile`` is what
+readers use, ``PixelFile`` a local file (a remote object is zarrfs.sources.remote.file.RemoteFile)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -13,8 +15,57 @@ from zarrfs.errors import SourceError
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 
-class PixelFile:
-    """A file opened read-only for positional reads (``os.pread`` needs no lock shared between threads)."""
+class SourceFile(Protocol):
+    """A source's bytes for positional reads from any number of threads; ``path`` names it in messages,
+    ``size`` is its size as opened."""
+
+    path: str
+    size: int
+
+    @property
+    def cache_key(self) -> Hashable:
+        """Tells this open file from every other one open at the same time (for caches keyed by offset)."""
+        ...
+
+    def read(self, length: int, offset: int) -> bytes: ...
+
+    def pread(self, length: int, offset: int) -> bytes:
+        """Up to ``length`` bytes from ``offset``: fewer at the end, as ``os.pread`` gives."""
+        ...
+
+    def read_into(self, buffers: Sequence[memoryview], offset: int) -> None: ...
+
+    def read_rows_into(self, rows: np.ndarray, offset: int, row_stride: int) -> None: ...
+
+    def read_window(self, offset: int, row_stride: int, rows: int, length: int) -> np.ndarray: ...
+
+    def prefetch(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """(start, stop) byte ranges about to be read one by one: a file that can fetch them together does."""
+        ...
+
+    def stream(self) -> BinaryIO:
+        """A new file object over the same bytes, for parsers that seek and read (tifffile, h5py)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class RowWindows:
+    """``read_window`` for a SourceFile that has ``read_rows_into``."""
+
+    def read_rows_into(self, rows: np.ndarray, offset: int, row_stride: int) -> None:
+        raise NotImplementedError
+
+    def read_window(self, offset: int, row_stride: int, rows: int, length: int) -> np.ndarray:
+        """``length`` bytes from each of ``rows`` rows ``row_stride`` bytes apart, as uint8 (rows, length)."""
+        window = np.empty((rows, length), np.uint8)
+        self.read_rows_into(window, offset, row_stride)
+        return window
+
+
+class PixelFile(RowWindows):
+    """A local file opened read-only for positional reads (``os.pread`` needs no lock shared between
+    threads)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -22,6 +73,9 @@ class PixelFile:
         # The size as opened, to check byte counts against before reading (a source changed since is
         # refused by the source check, not served).
         self.size = os.fstat(self.fd).st_size
+
+    def pread(self, length: int, offset: int) -> bytes:
+        return os.pread(self.fd, length, offset)
 
     def read(self, length: int, offset: int) -> bytes:
         data = os.pread(self.fd, length, offset)
@@ -71,11 +125,15 @@ class PixelFile:
             for row, view in enumerate(views):
                 self.read_into([view], offset + row * row_stride)
 
-    def read_window(self, offset: int, row_stride: int, rows: int, length: int) -> np.ndarray:
-        """``length`` bytes from each of ``rows`` rows ``row_stride`` bytes apart, as uint8 (rows, length)."""
-        window = np.empty((rows, length), np.uint8)
-        self.read_rows_into(window, offset, row_stride)
-        return window
+    @property
+    def cache_key(self) -> Hashable:
+        return self.fd
+
+    def prefetch(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """Nothing: a local read costs no round trip worth saving."""
+
+    def stream(self) -> BinaryIO:
+        return open(self.path, "rb")
 
     def _truncated(self, start: int, stop: int) -> SourceError:
         """The error for bytes ``start`` to ``stop`` (exclusive), which the file does not all hold. It gives

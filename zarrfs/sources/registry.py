@@ -12,13 +12,19 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from zarrfs.errors import SourceError
 from zarrfs.sources.base import ImageSource
+from zarrfs.sources.remote.urls import is_url, redact
+
+if TYPE_CHECKING:
+    from zarrfs.sources.remote.file import RemoteFile
+    from zarrfs.sources.remote.location import RemoteLocation
+    from zarrfs.sources.remote.options import RemoteOptions
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +37,35 @@ DEFAULT_BLOCK_CACHE_BYTES = 128 * 2**20
 @dataclass(frozen=True)
 class Location:
     """What a user named as a source: one file or directory, or several files read as one image (a file
-    sequence: a glob pattern, a list file, or a list of paths)."""
+    sequence: a glob pattern, a list file, or a list of paths), or an object at a URL (``remote``; its path is
+    the URL as it may be shown, without credentials)."""
 
     paths: tuple[str, ...]  # absolute; exactly one unless a file sequence
     sequence: bool = False
     named: str = ""  # what the user named (a path, a pattern, a list file), for messages; default: the path
+    remote: RemoteLocation | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.named:
             object.__setattr__(self, "named", self.paths[0])
 
     @classmethod
-    def of(cls, source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> Location:
+    def of(
+        cls,
+        source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        remote: RemoteOptions | None = None,
+    ) -> Location:
         """A path, a glob pattern (a path with ``*``, ``?`` or ``[`` that names no file as it is: its files in
-        natural order) or a list of paths (a sequence, in that order)."""
+        natural order), a list of paths (a sequence, in that order), or a URL (reached with ``remote``)."""
+        from zarrfs.sources.remote.location import RemoteLocation
+        from zarrfs.sources.remote.options import RemoteOptions
         from zarrfs.sources.sequence.names import expand_glob, is_glob
 
+        if is_url(source):
+            assert isinstance(source, str)
+            return cls((redact(source),), remote=RemoteLocation(source, remote or RemoteOptions()))
+        if remote is not None and not remote.is_default:
+            raise SourceError("--anon and --storage-option apply to URL sources only (http://, s3://, ...)")
         if isinstance(source, str | os.PathLike):
             path = os.path.abspath(os.fspath(source))
             if is_glob(path):
@@ -76,19 +95,39 @@ class Location:
 
     @cached_property
     def is_directory(self) -> bool:
+        """A directory; at a URL, a prefix: what is not an object (a directory reader may find a store)."""
+        if self.remote is not None:
+            return not self.remote.is_object()
         return not self.is_sequence and os.path.isdir(self.path)
 
     @cached_property
     def is_file(self) -> bool:
+        if self.remote is not None:
+            return self.remote.is_object()
         return not self.is_sequence and os.path.isfile(self.path)
 
     @cached_property
     def header(self) -> bytes:
         """The first HEADER_BYTES of the (first) file; b"" for a directory. Read once."""
-        return b"" if self.is_directory else _read_header(self.path)
+        if self.is_directory:
+            return b""
+        return _read_header(self.path) if self.remote is None else self.remote.header(HEADER_BYTES)
+
+    def remote_file(self, block_cache_bytes: int) -> RemoteFile | None:
+        """For a URL, the object to read, keeping its blocks within half of ``block_cache_bytes`` (see
+        ``reader_cache_bytes``); None for local files."""
+        return None if self.remote is None else self.remote.open_file(block_cache_bytes // 2)
+
+    def reader_cache_bytes(self, block_cache_bytes: int) -> int:
+        """What of ``block_cache_bytes`` is left for the reader's decoded blocks: half for a URL, whose
+        fetched blocks take the other half."""
+        return block_cache_bytes if self.remote is None else block_cache_bytes - block_cache_bytes // 2
 
     def check_exists(self) -> None:
         """Raise a one-line SourceError unless every path is there and readable."""
+        if self.remote is not None:
+            self.header  # noqa: B018  (opens the object: other failures than 403 and 404 are reported here)
+            return
         for path in self.paths:
             if not os.path.exists(path):
                 raise SourceError(f"source not found: {path}")
@@ -190,6 +229,8 @@ class Registry:
         for reader in readers:
             if reader.claims(location):
                 return reader
+        if location.remote is not None and location.remote.missing is not None:
+            raise location.remote.missing  # no object, and no reader finds a store there: say why (403, 404)
         if location.is_directory:
             raise SourceError(
                 f"source is a directory, not an image any reader opens ({names}): {location.path}"
@@ -210,14 +251,17 @@ def check_options(reader: Reader, options: Mapping[str, Any]) -> None:
 
 
 def locate(
-    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Location, options: Mapping[str, Any]
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Location,
+    options: Mapping[str, Any],
+    remote: RemoteOptions | None = None,
 ) -> Location:
-    """The location ``source`` names, or the files of the ``sequence_list`` option when it is set."""
+    """The location ``source`` names, or the files of the ``sequence_list`` option when it is set; a URL is
+    reached with ``remote``."""
     if isinstance(source, Location):
         return source
     if options.get("sequence_list") is not None:
         return Location.listed(options["sequence_list"])
-    return Location.of(source)
+    return Location.of(source, remote)
 
 
 def open_source(
@@ -225,13 +269,14 @@ def open_source(
     options: Mapping[str, Any] | None = None,
     block_cache_bytes: int = DEFAULT_BLOCK_CACHE_BYTES,
     format_name: str | None = None,
+    remote: RemoteOptions | None = None,
 ) -> ImageSource:
     """Open ``source`` with the first reader that claims it (or the one named ``format_name``).
 
     ``options`` are per-format options by name (e.g. ``series``); None values count as not set. With
-    ``sequence_list`` set, the files it names are the source."""
+    ``sequence_list`` set, the files it names are the source. ``remote`` says how to reach a URL."""
     given = {name: value for name, value in (options or {}).items() if value is not None}
-    location = locate(source, given)
+    location = locate(source, given, remote)
     reader = REGISTRY.find(location, format_name)
     check_options(reader, given)
     return reader.open(location, given, block_cache_bytes)

@@ -25,6 +25,7 @@ from zarrfs.frontends.http.semantics import (
     query_value,
     tree_path,
 )
+from zarrfs.sources.remote.identity import RemoteError
 
 log = logging.getLogger("zarrfs")
 
@@ -176,7 +177,7 @@ class Site:
             return _error(504, str(error))
         except OSError as error:  # the source failed (ChunkReadError) or changed: this file only
             log.error("/%s: %s", path, error)
-            return _error(500, f"cannot serve /{path}: {error}")
+            return _error(502 if _from_remote(error) else 500, f"cannot serve /{path}: {error}")
         if not modified:
             return Reply(304, validators)
         reply = Reply(200, {**validators, "Content-Type": _content_type(document)}, data)
@@ -192,6 +193,22 @@ class Site:
             length = size
         reply.headers["Content-Length"] = str(length)
         return reply
+
+
+def _from_remote(error: BaseException) -> bool:
+    """Whether a remote source's server failed the read (or answered for a changed object): a gateway's
+    error, 502, rather than this server's own."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        link = pending.pop()
+        if link is None or id(link) in seen:
+            continue
+        if isinstance(link, RemoteError):
+            return True
+        seen.add(id(link))
+        pending += [link.__cause__, link.__context__]
+    return False
 
 
 def _content_type(document: bool) -> str:

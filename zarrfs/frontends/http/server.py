@@ -25,7 +25,7 @@ from zarrfs.errors import ZarrfsError
 from zarrfs.frontends.http.files import ServedFiles
 from zarrfs.frontends.http.index import Index
 from zarrfs.frontends.http.routes import Access, Site
-from zarrfs.sources.identity import FileIdentity
+from zarrfs.sources.identity import identity_of
 
 log = logging.getLogger("zarrfs")
 
@@ -67,7 +67,7 @@ def serve_http(spec: HttpSpec, announce: Callable[[str], None] = print) -> None:
     dataset = open_dataset(spec.source, spec.options)
     try:
         # The ETags of everything served name the identity of every file the source reads.
-        identities = [FileIdentity.of(path) for path in dataset.source.files()]
+        identities = [identity_of(path) for path in dataset.source.files()]
         files = ServedFiles(dataset)
         policy = RequestPolicy(files, spec.request_timeout)
         site = Site(

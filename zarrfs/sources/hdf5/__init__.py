@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from zarrfs.sources.base import ImageSource
+from zarrfs.sources.pixelfile import SourceFile
 from zarrfs.sources.registry import Location, Reader
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -19,10 +20,18 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 FIRST_USER_BLOCK = 512
 
 
-def is_hdf5(path: str, header: bytes) -> bool:
-    """True if the file starts with the HDF5 signature, or has it after a user block."""
+def is_hdf5(path: str, header: bytes, file: SourceFile | None = None) -> bool:
+    """True if the file starts with the HDF5 signature, or has it after a user block. ``file``: where the
+    bytes are, when not in the local file ``path``."""
     if header.startswith(HDF5_SIGNATURE):
         return True
+    if file is not None:
+        offset = FIRST_USER_BLOCK
+        while offset + len(HDF5_SIGNATURE) <= file.size:
+            if file.pread(len(HDF5_SIGNATURE), offset) == HDF5_SIGNATURE:
+                return True
+            offset *= 2
+        return False
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
@@ -46,11 +55,19 @@ class Hdf5Reader(Reader):
     }
 
     def claims(self, location: Location) -> bool:
-        return location.is_file and is_hdf5(location.path, location.header)
+        if not location.is_file:
+            return False
+        return is_hdf5(
+            location.path, location.header, None if location.remote is None else location.remote.file()
+        )
 
     def open(self, location: Location, options: Mapping[str, Any], block_cache_bytes: int) -> ImageSource:
         from zarrfs.sources.hdf5.source import Hdf5Source
 
         return Hdf5Source(
-            location.path, options.get("dataset"), options.get("axes"), chunk_cache_bytes=block_cache_bytes
+            location.path,
+            options.get("dataset"),
+            options.get("axes"),
+            chunk_cache_bytes=location.reader_cache_bytes(block_cache_bytes),
+            file=location.remote_file(block_cache_bytes),
         )

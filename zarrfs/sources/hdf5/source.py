@@ -17,19 +17,23 @@ from zarrfs.sources.hdf5.imaris import imaris_plan, is_imaris
 from zarrfs.sources.hdf5.layouts import Opener, is_pli, named_dataset, only_dataset, plain_plan, pli_plan
 from zarrfs.sources.hdf5.plan import ImagePlan, LevelPlan
 from zarrfs.sources.hdf5.stored import decoded_cache, open_data
-from zarrfs.sources.pixelfile import PixelFile
+from zarrfs.sources.pixelfile import PixelFile, SourceFile
 
 # Decoded HDF5 chunks that more than one served chunk needs (HDF5 chunks larger than the served ones).
 DEFAULT_CHUNK_CACHE_BYTES = 256 * 2**20
 _TRUNCATED = re.compile(r"truncated file: eof = (\d+).*stored_eof = (\d+)")
 
 
-def open_hdf5(path: str) -> h5py.File:
+def open_hdf5(path: str, file: SourceFile | None = None) -> h5py.File:
     """The file opened read-only without HDF5's file locking (sources on parallel file systems, and files
-    other programs hold open), with hdf5plugin's filters registered; or a one-line SourceError."""
+    other programs hold open), with hdf5plugin's filters registered; or a one-line SourceError. ``file``:
+    where the bytes are, when not in the local file ``path`` (h5py reads its structure through a file object
+    whose small reads come from the remote file's read-ahead blocks)."""
     with contextlib.suppress(ImportError):
         import hdf5plugin  # noqa: F401  (registers blosc, lz4, zstd, bitshuffle, ... with HDF5)
     try:
+        if file is not None:
+            return h5py.File(file.stream(), "r")
         return h5py.File(path, "r", locking=False)
     except OSError as error:
         message = one_line(error)
@@ -72,15 +76,17 @@ class Hdf5Source(ImageSource):
         axes: str | None = None,
         *,
         chunk_cache_bytes: int = DEFAULT_CHUNK_CACHE_BYTES,
+        file: SourceFile | None = None,
     ) -> None:
+        """``file``: where the bytes are, when not in the local file ``path`` (an object at a URL)."""
         self.path = path
         self._h5: h5py.File | None = None
-        self._pixels: PixelFile | None = None
+        self._pixels: SourceFile | None = None
         self._levels: list[LevelPlan] = []
         self._native: list[NativeBlocks | None] = []
         try:
-            self._h5 = open_hdf5(path)
-            self._pixels = pixels = PixelFile(path)
+            self._h5 = open_hdf5(path, file)
+            self._pixels = pixels = PixelFile(path) if file is None else file
             cache = decoded_cache(chunk_cache_bytes)
 
             def opener(item: h5py.Dataset, shape: tuple[int, ...] | None, dtype: np.dtype | None):  # type: ignore[no-untyped-def]
@@ -99,7 +105,7 @@ class Hdf5Source(ImageSource):
             raise
         self._levels = plan.levels
         self._native = [level.native_blocks() for level in plan.levels]
-        self._paths = (os.path.abspath(path), *plan.companions)
+        self._paths = (os.path.abspath(path) if file is None else path, *plan.companions)
         count = len(plan.levels)
         self.info = SourceInfo(
             axes=plan.axes,

@@ -22,7 +22,7 @@ import numpy as np
 from zarrfs.errors import SourceError, one_line
 from zarrfs.lru import ByteLRUCache
 from zarrfs.sources.hdf5.filters import Decoder, StoredCodec, check_available, decoder, pipeline, stored_codec
-from zarrfs.sources.pixelfile import PixelFile
+from zarrfs.sources.pixelfile import SourceFile
 
 Region = tuple[slice, ...]
 # A stored chunk may exceed its decoded size (codecs expand incompressible data by a few bytes); beyond this,
@@ -130,7 +130,7 @@ class ChunkedData(StoredData):
         self,
         dataset: h5py.Dataset,
         served: Served,
-        file: PixelFile,
+        file: SourceFile,
         decoder: Decoder,
         codec: StoredCodec | None,
         cache: ByteLRUCache[np.ndarray],
@@ -269,7 +269,7 @@ def _encode(codec: StoredCodec, pixels: np.ndarray) -> bytes:
 class ContiguousData(StoredData):
     """A contiguous dataset: every row's position is arithmetic on one data offset."""
 
-    def __init__(self, dataset: h5py.Dataset, served: Served, file: PixelFile, offset: int | None) -> None:
+    def __init__(self, dataset: h5py.Dataset, served: Served, file: SourceFile, offset: int | None) -> None:
         super().__init__(dataset, served)
         self._file = file
         self._offset = offset  # None: never written, all fill
@@ -323,7 +323,7 @@ SERVABLE_KINDS = "buif"  # booleans, integers, floats: what NGFF images hold
 
 def open_data(
     dataset: h5py.Dataset,
-    file: PixelFile,
+    file: SourceFile,
     cache: ByteLRUCache[np.ndarray],
     shape: tuple[int, ...] | None = None,
     dtype: np.dtype | None = None,

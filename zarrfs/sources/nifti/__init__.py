@@ -22,7 +22,9 @@ def is_nifti(location: Location) -> bool:
     """Whether ``location`` is a single-file NIfTI header, gzipped or not: decided from its first bytes
     (for gzip, the first ones that decompress)."""
     header = location.header
-    if header.startswith(GZIP_MAGIC):
+    if header.startswith(GZIP_MAGIC) and location.remote is not None:
+        header = gunzip_prefix(location.remote.file().pread, SIGNATURE_BYTES)
+    elif header.startswith(GZIP_MAGIC):
         with open(location.path, "rb") as handle:
 
             def read(length: int, offset: int) -> bytes:
@@ -42,4 +44,8 @@ class NiftiReader(Reader):
     def open(self, location: Location, options: Mapping[str, Any], block_cache_bytes: int) -> ImageSource:
         from zarrfs.sources.nifti.source import NiftiSource
 
-        return NiftiSource(location.path, block_cache_bytes=block_cache_bytes)
+        return NiftiSource(
+            location.path,
+            block_cache_bytes=location.reader_cache_bytes(block_cache_bytes),
+            file=location.remote_file(block_cache_bytes),
+        )

@@ -13,7 +13,6 @@ reads that need bytes past it fail.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import zlib
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import numpy as np
 
 from zarrfs.errors import SourceError
 from zarrfs.lru import ByteLRUCache
-from zarrfs.sources.pixelfile import PixelFile
+from zarrfs.sources.pixelfile import SourceFile
 
 GZIP_MAGIC = b"\x1f\x8b"
 # zlib's wbits for a gzip member (header and trailer checked).
@@ -87,7 +86,7 @@ class _Span:
 class GzipStream:
     """The decompressed bytes of a gzip file, read at any offset by any number of threads."""
 
-    def __init__(self, file: PixelFile, span: int, cache_bytes: int) -> None:
+    def __init__(self, file: SourceFile, span: int, cache_bytes: int) -> None:
         self._file = file
         self.span = span
         self._points = [_SeekPoint(zlib.decompressobj(_GZIP_WBITS), 0, 0)]  # span k starts at point k
@@ -103,7 +102,7 @@ class GzipStream:
 
     def read_rows_into(self, rows: np.ndarray, offset: int, row_stride: int) -> None:
         """Fill the C-contiguous uint8 array ``rows`` (count, length) with ``length`` decompressed bytes from
-        each of its rows ``row_stride`` bytes apart from ``offset`` on (PixelFile's call, on the stream)."""
+        each of its rows ``row_stride`` bytes apart from ``offset`` on (SourceFile's call, on the stream)."""
         count, length = rows.shape
         stride = row_stride if count > 1 else length
         end = offset + (count - 1) * stride + length
@@ -139,7 +138,7 @@ class GzipStream:
                 self._points.append(point)
 
 
-def _inflate_span(file: PixelFile, point: _SeekPoint, length: int) -> _Span:
+def _inflate_span(file: SourceFile, point: _SeekPoint, length: int) -> _Span:
     """Decompress ``length`` bytes from ``point`` on (fewer where the stream ends or is damaged)."""
     inflater = point.inflater.copy()
     in_offset = point.in_offset
@@ -149,7 +148,7 @@ def _inflate_span(file: PixelFile, point: _SeekPoint, length: int) -> _Span:
     problem = None
     while produced < length:
         if not pending:
-            pending = os.pread(file.fd, _INPUT_PIECE, in_offset)
+            pending = file.pread(_INPUT_PIECE, in_offset)
         if inflater.eof:  # a member ended: another may follow (pigz, bgzip, cat a.gz b.gz)
             if not pending:
                 problem = "the gzip stream ends"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -14,7 +13,7 @@ from zarrfs.sources.base import ImageSource, Level, SourceInfo
 from zarrfs.sources.nifti.gzindex import GZIP_MAGIC, GzipStream, gunzip_prefix, span_bytes
 from zarrfs.sources.nifti.header import NiftiImage, VoxelLayout, parse_header
 from zarrfs.sources.nifti.signature import SIGNATURE_BYTES, header_bytes, nifti_version
-from zarrfs.sources.pixelfile import PixelFile
+from zarrfs.sources.pixelfile import PixelFile, SourceFile
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +21,7 @@ DEFAULT_BLOCK_CACHE_BYTES = 128 * 2**20
 
 
 class RowReader(Protocol):
-    """Where voxel bytes come from: the file itself (PixelFile) or its decompressed stream (GzipStream)."""
+    """Where voxel bytes come from: the file itself (a SourceFile) or its decompressed stream (GzipStream)."""
 
     def read_rows_into(self, rows: np.ndarray, offset: int, row_stride: int) -> None: ...
 
@@ -32,9 +31,12 @@ class NiftiSource(ImageSource):
     the rows of the region, from any number of threads, without a lock (gzip spans are shared through
     their cache)."""
 
-    def __init__(self, path: str, *, block_cache_bytes: int = DEFAULT_BLOCK_CACHE_BYTES) -> None:
+    def __init__(
+        self, path: str, *, block_cache_bytes: int = DEFAULT_BLOCK_CACHE_BYTES, file: SourceFile | None = None
+    ) -> None:
+        """``file``: where the bytes are, when not in the local file ``path`` (an object at a URL)."""
         self.path = path
-        self._file: PixelFile | None = PixelFile(path)
+        self._file: SourceFile | None = PixelFile(path) if file is None else file
         try:
             self._rows, self.image, description = self._open(self._file, block_cache_bytes)
         except BaseException:
@@ -51,9 +53,8 @@ class NiftiSource(ImageSource):
             description=description,
         )
 
-    def _open(self, file: PixelFile, block_cache_bytes: int) -> tuple[RowReader, NiftiImage, str]:
-        def read(length: int, offset: int) -> bytes:
-            return os.pread(file.fd, length, offset)
+    def _open(self, file: SourceFile, block_cache_bytes: int) -> tuple[RowReader, NiftiImage, str]:
+        read = file.pread
 
         gzipped = read(len(GZIP_MAGIC), 0) == GZIP_MAGIC
         prefix = gunzip_prefix(read, SIGNATURE_BYTES) if gzipped else read(SIGNATURE_BYTES, 0)

@@ -28,4 +28,9 @@ class TiffReader(Reader):
         return location.is_file and is_tiff_header(location.header)
 
     def open(self, location: Location, options: Mapping[str, Any], block_cache_bytes: int) -> ImageSource:
-        return TiffSource(location.path, options.get("series", 0), segment_cache_bytes=block_cache_bytes)
+        return TiffSource(
+            location.path,
+            options.get("series", 0),
+            segment_cache_bytes=location.reader_cache_bytes(block_cache_bytes),
+            file=location.remote_file(block_cache_bytes),
+        )

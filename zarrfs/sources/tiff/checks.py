@@ -12,6 +12,7 @@ import numpy as np
 import tifffile
 
 from zarrfs.errors import SourceError, one_line
+from zarrfs.sources.pixelfile import SourceFile
 from zarrfs.sources.tiff.geometry import check_geometry, is_whole, segment_kind
 from zarrfs.sources.tiff.metadata import compression_name
 from zarrfs.sources.tiff.structure import check_ome_planes, count_ifds
@@ -42,11 +43,16 @@ def _describe_foreign_header(header: bytes) -> str:
     return "no TIFF header"
 
 
-def open_tifffile(path: str) -> tifffile.TiffFile:
-    """The file parsed by tifffile, series included, or a SourceError saying why it is not a valid TIFF."""
+def open_tifffile(path: str, file: SourceFile | None = None) -> tifffile.TiffFile:
+    """The file parsed by tifffile, series included, or a SourceError saying why it is not a valid TIFF.
+    ``file`` is where the bytes are, when not a local file at ``path`` (an object at a URL: its data is read
+    from that one object, never from files its OME metadata names)."""
     try:
-        with open(path, "rb") as handle:
-            header = handle.read(16)
+        if file is not None:
+            header = file.read(min(16, file.size), 0)
+        else:
+            with open(path, "rb") as handle:
+                header = handle.read(16)
     except OSError as error:
         raise SourceError(f"cannot read TIFF file ({error.strerror}): {path}") from None
     if not header:
@@ -54,7 +60,12 @@ def open_tifffile(path: str) -> tifffile.TiffFile:
     if not is_tiff_header(header):
         raise SourceError(f"not a valid TIFF file ({_describe_foreign_header(header)}): {path}")
     try:
-        tiff = tifffile.TiffFile(path)
+        if file is not None:
+            tiff = tifffile.TiffFile(file.stream(), name=os.path.basename(path), _multifile=False)
+        else:
+            tiff = tifffile.TiffFile(path)
+    except SourceError:
+        raise
     except Exception as error:
         raise SourceError(f"not a valid TIFF file ({one_line(error)}): {path}") from None
     try:
@@ -145,10 +156,12 @@ def _missing_codec_error(what: str, path: str) -> SourceError:
 # Truncation: files cut short while copying lose their tail, so compare where the data ends with the size.
 
 
-def check_contiguous_data(level: tifffile.TiffPageSeries, pages: int, path: str) -> None:
-    """``pages`` uncompressed pages stored back to back from the level's data offset."""
+def check_contiguous_data(
+    tiff: tifffile.TiffFile, level: tifffile.TiffPageSeries, pages: int, path: str
+) -> None:
+    """``pages`` uncompressed pages stored back to back from the level's data offset in ``tiff``."""
     assert level.dataoffset is not None  # the caller picked this reader because it is set
-    _check_data_end(level.dataoffset + pages * level.keyframe.nbytes, path)
+    _check_data_end(level.dataoffset + pages * level.keyframe.nbytes, tiff, path)
 
 
 def check_paged_data(
@@ -159,7 +172,7 @@ def check_paged_data(
     present = [page for page in pages if page is not None]
     ends = [_data_end(page, path) for page in present[:1] + present[-1:] if page.parent is tiff]
     if ends:
-        _check_data_end(max(ends), path)
+        _check_data_end(max(ends), tiff, path)
 
 
 def check_imagej_stack(tiff: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: str) -> None:
@@ -171,7 +184,7 @@ def check_imagej_stack(tiff: tifffile.TiffFile, series: tifffile.TiffPageSeries,
     first = tiff.pages.first
     images = metadata.get("images", 1)
     if is_whole(images) and first.is_final and images > len(tiff.pages) and _data_end(first, path):
-        _check_data_end(int(first.dataoffsets[0]) + images * first.nbytes, path)
+        _check_data_end(int(first.dataoffsets[0]) + images * first.nbytes, tiff, path)
 
 
 def _data_end(page: tifffile.TiffPage | tifffile.TiffFrame, path: str) -> int:
@@ -208,8 +221,8 @@ def _positions(
     return table.astype(np.uint64)
 
 
-def _check_data_end(end: int, path: str) -> None:
-    size = os.path.getsize(path)
+def _check_data_end(end: int, tiff: tifffile.TiffFile, path: str) -> None:
+    size = tiff.filehandle.size  # the file's, or the remote object's, size as opened
     if end > size:
         raise SourceError(
             f"file is truncated: its image data ends at byte {end} but the file has {size} bytes: {path}"

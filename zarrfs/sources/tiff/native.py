@@ -17,7 +17,7 @@ import numpy as np
 import tifffile
 
 from zarrfs.sources.base import NativeBlocks
-from zarrfs.sources.pixelfile import PixelFile
+from zarrfs.sources.pixelfile import SourceFile
 from zarrfs.sources.tiff.layout import SegmentGrid, plane_targets
 from zarrfs.sources.tiff.readers import LevelReader, Page, PagedLevel, stored_segment
 
@@ -34,7 +34,7 @@ class NativeLevel:
     grid_shape: tuple[int, ...]  # blocks per canonical axis
     planes: tuple[tuple[Page, int], ...]  # (page, separate sample) per outer index, C order of outer axes
     grid: SegmentGrid
-    files: dict[int, PixelFile]  # by id() of the TiffFile a page belongs to
+    files: dict[int, SourceFile]  # by id() of the TiffFile a page belongs to
     raw_tile_bytes: int | None  # uncompressed tiles: the exact size read for each
     max_stored_bytes: int  # a larger byte count is corrupt (see stored_segment)
 

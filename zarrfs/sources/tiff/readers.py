@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tifffile
@@ -13,7 +13,7 @@ import tifffile
 from zarrfs.errors import SourceError, one_line
 from zarrfs.lru import ByteLRUCache
 from zarrfs.sources.blocks import blocks_touched
-from zarrfs.sources.pixelfile import PixelFile
+from zarrfs.sources.pixelfile import SourceFile
 from zarrfs.sources.tiff.geometry import segment_kind
 from zarrfs.sources.tiff.layout import LevelPlan, SegmentGrid, plane_targets, storage_unit
 
@@ -50,9 +50,14 @@ class LevelReader(ABC):
         out = np.empty(tuple(axis_slice.stop - axis_slice.start for axis_slice in region), self.dtype)
         planes = out.reshape(-1, rows.stop - rows.start, columns.stop - columns.start)
         groups = self._page_groups(tuple((axis.start, axis.stop) for axis in outer_region))
+        self._prefetch(groups, rows, columns)
         for (page, separate), items in groups.items():
             self._fill_from_page(planes, page, separate, items, rows, columns)
         return out
+
+    def _prefetch(self, groups: dict[tuple[int, int], PlaneItems], rows: slice, columns: slice) -> None:
+        """Tell the files about every byte range the region will read (default: nothing to tell)."""
+        return None
 
     def _group_by_page(self, bounds: tuple[tuple[int, int], ...]) -> dict[tuple[int, int], PlaneItems]:
         """The output planes of the outer region ``bounds``, grouped by the (page, separate plane) storing
@@ -74,7 +79,7 @@ class LevelReader(ABC):
         self,
         planes: np.ndarray,
         items: PlaneItems,
-        file: PixelFile,
+        file: SourceFile,
         offset: int,
         first_row: int,
         stop_row: int,
@@ -115,7 +120,7 @@ class ContiguousLevel(LevelReader):
     and tifffile files whose later IFDs are never read): every row's position is arithmetic."""
 
     def __init__(
-        self, plan: LevelPlan, dtype: np.dtype, file: PixelFile, dataoffset: int, file_dtype: np.dtype
+        self, plan: LevelPlan, dtype: np.dtype, file: SourceFile, dataoffset: int, file_dtype: np.dtype
     ) -> None:
         super().__init__(plan, dtype, file_dtype)
         self.file = file
@@ -149,8 +154,8 @@ def max_stored_bytes(grid: SegmentGrid, itemsize: int) -> int:
 
 
 def stored_segment(
-    page: Page, index: int, files: dict[int, PixelFile], max_bytes: int
-) -> tuple[PixelFile, int, int] | None:
+    page: Page, index: int, files: dict[int, SourceFile], max_bytes: int
+) -> tuple[SourceFile, int, int] | None:
     """(file, offset, byte count) of one tile or strip to read whole, or None where a sparse file never
     wrote it. Only the first and last pages are checked at open (a stack may have 100,000 pages), so the byte
     count is checked here, before anything is allocated for it: it may be any 64-bit number."""
@@ -177,7 +182,7 @@ class PagedLevel(LevelReader):
         plan: LevelPlan,
         dtype: np.dtype,
         pages: Sequence[Page | None],
-        files: dict[int, PixelFile],
+        files: dict[int, SourceFile],
         keyframe: tifffile.TiffPage,
         file_dtype: np.dtype,
         cache: ByteLRUCache[np.ndarray],
@@ -235,9 +240,11 @@ class PagedLevel(LevelReader):
                 row_offset = offset + (first - strip_row) * self.row_bytes
                 self._copy_rows(planes, depth_items, file, row_offset, first, stop, rows, columns)
 
-    def _fill_from_segments(
-        self, planes: np.ndarray, page: Page, separate: int, items: PlaneItems, rows: slice, columns: slice
-    ) -> None:
+    def _segments_touched(
+        self, separate: int, items: PlaneItems, rows: slice, columns: slice
+    ) -> Iterator[tuple[int, tuple[int, int, int]]]:
+        """(index, origin) of every tile or strip of a page that the region's rows x columns of the listed
+        planes touch; the origin is its first (depth, row, column)."""
         grid = self.plan.grid
         depths = [depth for _, depth, _ in items]
         for depth_block in blocks_touched(min(depths), max(depths) + 1, grid.segment_depth):
@@ -248,11 +255,32 @@ class PagedLevel(LevelReader):
                         row_block * grid.segment_length,
                         column_block * grid.segment_width,
                     )
-                    index = grid.segment_index(separate, depth_block, row_block, column_block)
-                    segment = self._segment(
-                        page, index, shared=not self._covers(origin, items, rows, columns)
-                    )
-                    self._paste(planes, segment, origin, items, rows, columns)
+                    yield grid.segment_index(separate, depth_block, row_block, column_block), origin
+
+    def _prefetch(self, groups: dict[tuple[int, int], PlaneItems], rows: slice, columns: slice) -> None:
+        """Every tile or strip the region decodes, told to its file at once: a remote file fetches them in
+        concurrent requests, adjacent ones merged, instead of one round trip after the other."""
+        if self.raw_strips:
+            return
+        wanted: dict[int, tuple[SourceFile, list[tuple[int, int]]]] = {}
+        for (page, separate), items in groups.items():
+            tiff_page = self.pages[page] if page < len(self.pages) else None
+            if tiff_page is None:
+                continue
+            for index, _ in self._segments_touched(separate, items, rows, columns):
+                stored = stored_segment(tiff_page, index, self.files, self.max_stored_bytes)
+                if stored is not None:
+                    file, offset, bytecount = stored
+                    wanted.setdefault(id(file), (file, []))[1].append((offset, offset + bytecount))
+        for file, ranges in wanted.values():
+            file.prefetch(ranges)
+
+    def _fill_from_segments(
+        self, planes: np.ndarray, page: Page, separate: int, items: PlaneItems, rows: slice, columns: slice
+    ) -> None:
+        for index, origin in self._segments_touched(separate, items, rows, columns):
+            segment = self._segment(page, index, shared=not self._covers(origin, items, rows, columns))
+            self._paste(planes, segment, origin, items, rows, columns)
 
     def _covers(self, origin: tuple[int, int, int], items: PlaneItems, rows: slice, columns: slice) -> bool:
         """True if this region uses every pixel the segment holds, so no other region will need it."""
@@ -282,10 +310,10 @@ class PagedLevel(LevelReader):
             segment.setflags(write=False)
             return segment
 
-        return self.cache.get_or_compute((file.fd, offset), decode_shared)
+        return self.cache.get_or_compute((file.cache_key, offset), decode_shared)
 
     def _decode_segment(
-        self, file: PixelFile, page: Page, index: int, offset: int, bytecount: int
+        self, file: SourceFile, page: Page, index: int, offset: int, bytecount: int
     ) -> np.ndarray:
         data = file.read(bytecount, offset)
         jpegtables = page.jpegtables if page.jpegtables is not None else self.keyframe.jpegtables

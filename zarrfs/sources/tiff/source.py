@@ -11,7 +11,7 @@ from zarrfs.errors import SourceError
 from zarrfs.lru import ByteLRUCache
 from zarrfs.sources.base import ImageSource, Level, SourceInfo
 from zarrfs.sources.blocks import PassThroughLevels, decoded_block_cache
-from zarrfs.sources.pixelfile import PixelFile
+from zarrfs.sources.pixelfile import PixelFile, SourceFile
 from zarrfs.sources.tiff.checks import (
     check_contiguous_data,
     check_decodable,
@@ -36,22 +36,33 @@ class TiffSource(PassThroughLevels, ImageSource):
     except for the small cache of decoded segments shared between regions."""
 
     def __init__(
-        self, path: str, series: int = 0, *, segment_cache_bytes: int = DEFAULT_SEGMENT_CACHE_BYTES
+        self,
+        path: str,
+        series: int = 0,
+        *,
+        segment_cache_bytes: int = DEFAULT_SEGMENT_CACHE_BYTES,
+        file: SourceFile | None = None,
     ) -> None:
+        """``file``: where the bytes are, when not in the local file ``path`` (an object at a URL)."""
         self.path = path
-        self._files: dict[int, PixelFile] = {}  # by id() of the TiffFile a page belongs to
+        self._file = file
+        self._files: dict[int, SourceFile] = {}  # by id() of the TiffFile a page belongs to
         self._levels: list[LevelReader] = []
         self._native: list[NativeLevel | None] = []  # per level: its tiles served as stored, if they can be
         self._tiff: tifffile.TiffFile | None = None
         try:
             with tifffile_messages(path):
-                self._tiff = open_tifffile(path)
+                self._tiff = open_tifffile(path, file)
                 self._open_series(self._tiff, series, decoded_block_cache(segment_cache_bytes))
         except BaseException:
             self.close()
             raise
         # This file and, for a multi-file OME-TIFF, the other files its planes are read from.
-        self._paths = tuple(dict.fromkeys(os.path.abspath(file.path) for file in self._files.values()))
+        self._paths = (
+            (path,)
+            if file is not None
+            else tuple(dict.fromkeys(os.path.abspath(f.path) for f in self._files.values()))
+        )
 
     def _open_series(self, tiff: tifffile.TiffFile, index: int, cache: ByteLRUCache[np.ndarray]) -> None:
         """Build the level readers, which share ``cache`` (dropped with them at close), and ``info``."""
@@ -59,7 +70,7 @@ class TiffSource(PassThroughLevels, ImageSource):
         series = select_series(tiff, index, path)
         check_imagej_stack(tiff, series, path)
         axis_map = AxisMap.of(series, path)
-        self._files[id(tiff)] = PixelFile(path)
+        self._files[id(tiff)] = PixelFile(path) if self._file is None else self._file
         for level in series.levels:
             try:
                 reader = self._level_reader(tiff, level, axis_map, cache)
@@ -96,7 +107,7 @@ class TiffSource(PassThroughLevels, ImageSource):
         dtype = np.dtype(level.dtype).newbyteorder("=")
         file_dtype = np.dtype(keyframe.dtype).newbyteorder(tiff.byteorder)
         if level.dataoffset is not None and not level.is_multifile and level.parent is tiff:
-            check_contiguous_data(level, plan.pages, self.path)
+            check_contiguous_data(tiff, level, plan.pages, self.path)
             return ContiguousLevel(plan, dtype, self._files[id(tiff)], level.dataoffset, file_dtype)
         # Resolving pages now, single-threaded, keeps tifffile's file handle out of read_region.
         pages = list(level)

@@ -13,6 +13,7 @@ from zarrfs.sources.base import ImageSource
 from zarrfs.sources.registry import Location, Reader
 from zarrfs.sources.zarrstore.nodes import has_metadata
 from zarrfs.sources.zarrstore.source import ZarrSource
+from zarrfs.sources.zarrstore.storage import LocalFiles, StoreFiles
 
 __all__ = ["ZarrReader", "ZarrSource"]
 
@@ -25,7 +26,21 @@ class ZarrReader(Reader):
     }
 
     def claims(self, location: Location) -> bool:
-        return location.is_directory and has_metadata(location.path)
+        return location.is_directory and has_metadata(store_files(location))
 
     def open(self, location: Location, options: Mapping[str, Any], block_cache_bytes: int) -> ImageSource:
-        return ZarrSource(location.path, options)
+        return ZarrSource(location.path, options, store_files(location))
+
+
+def store_files(location: Location) -> StoreFiles:
+    """The files of the store at ``location``: a local directory, or a prefix at a URL."""
+    if location.remote is None:
+        return LocalFiles(location.path)
+    from zarrfs.sources.zarrstore.remote import RemoteFiles
+
+    state = location.remote.reader_state
+    if "zarr" not in state:  # made once: the documents read to claim the store are those it opens with
+        state["zarr"] = RemoteFiles(location.remote.url, location.remote.options)
+    files = state["zarr"]
+    assert isinstance(files, RemoteFiles)
+    return files

@@ -21,6 +21,7 @@ from zarrfs.sources.zarrstore.nodes import (
     child_nodes,
     read_node,
 )
+from zarrfs.sources.zarrstore.storage import StoreFiles
 from zarrfs.units import UnitKind, udunits_name
 
 # Axes of plain arrays that do not name them, by rank (N5's are the reverse: x first).
@@ -47,15 +48,15 @@ class StoreImage:
         return "".join(axis for axis in CANONICAL_AXES if axis in self.stored_axes)
 
 
-def find_image(root: str, options: Mapping[str, Any]) -> StoreImage:
-    """The image at ``root`` (or at ``options["dataset"]`` inside it)."""
+def find_image(files: StoreFiles, options: Mapping[str, Any]) -> StoreImage:
+    """The image at the store's root (or at ``options["dataset"]`` inside it)."""
     dataset = options.get("dataset")
     path = "/".join(part for part in str(dataset or "").split("/") if part and part != ".")
-    node = read_node(root, path)
+    node = read_node(files, path)
     if node is None:
         if dataset is not None:
-            raise SourceError(f"--dataset {dataset}: no Zarr array or group at {path or '/'} in {root}")
-        raise SourceError(f"no Zarr or N5 metadata in {root}")
+            raise SourceError(f"--dataset {dataset}: no Zarr array or group at {path or '/'} in {files.root}")
+        raise SourceError(f"no Zarr or N5 metadata in {files.root}")
     return _image_of(node, options, [*node.documents])
 
 
@@ -196,7 +197,7 @@ def _ngff_image(node: Node, options: Mapping[str, Any], documents: list[str]) ->
     levels: list[Node] = []
     for dataset in datasets:
         path = "/".join(part for part in (node.path, str(dataset.get("path", ""))) if part)
-        level = read_node(node.root, path)
+        level = read_node(node.files, path)
         if level is None or not level.is_array:
             if not levels:
                 raise SourceError(f"{what}: its level 0 {path!r} is not an array")
@@ -257,7 +258,7 @@ def _n5_levels(node: Node) -> list[Node]:
         return []
     levels: list[Node] = []
     while True:
-        level = read_node(node.root, f"{node.path}/s{len(levels)}" if node.path else f"s{len(levels)}")
+        level = read_node(node.files, node.relative(f"s{len(levels)}"))
         if level is None or not level.is_array or level.format != N5:
             return levels
         if levels and len(level.shape) != len(levels[0].shape):

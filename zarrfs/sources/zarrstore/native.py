@@ -10,7 +10,6 @@ those). Sharded, transposed and N5 arrays are decoded (an N5 block starts with a
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 from zarrfs.errors import SourceError
 from zarrfs.sources.base import NativeBlocks
 from zarrfs.sources.zarrstore.nodes import ZARR2, ZARR3, Node
+from zarrfs.sources.zarrstore.storage import OversizedFile, StoreFiles
 
 _V2_CODECS = frozenset({"zlib", "zstd", "blosc"})
 _V3_SHUFFLES = {"noshuffle": 0, "shuffle": 1}
@@ -33,7 +33,8 @@ class NativeChunks:
     """Where the chunk files of one array are, and how to read one."""
 
     blocks: NativeBlocks
-    directory: str
+    files: StoreFiles
+    directory: str  # the array's, relative to the store's root
     grid_shape: tuple[int, ...]
     key: Callable[[tuple[int, ...]], str]  # chunk index -> path relative to the array's directory
     max_bytes: int  # a larger chunk file is corrupt: refused without reading (or allocating) it; raw: exact
@@ -44,28 +45,25 @@ class NativeChunks:
             0 <= position < blocks for position, blocks in zip(index, self.grid_shape, strict=True)
         ):
             raise IndexError(f"chunk index {tuple(index)} is outside the chunk grid {self.grid_shape}")
-        path = os.path.join(self.directory, self.key(tuple(index)))
+        relative = f"{self.directory}/{self.key(tuple(index))}" if self.directory else self.key(tuple(index))
         try:
-            descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+            data = self.files.read(relative, self.max_bytes)
+            size = None if data is None else len(data)
+        except OversizedFile as oversized:
+            data, size = None, oversized.size
+        if size is None:
             return None
-        try:
-            status = os.fstat(descriptor)
-            if self.blocks.codec is None and status.st_size != self.max_bytes:
-                raise SourceError(
-                    f"chunk file {path} is corrupt: {status.st_size} bytes, a raw chunk is {self.max_bytes}"
-                )
-            if status.st_size > self.max_bytes:
-                raise SourceError(
-                    f"chunk file {path} is corrupt: {status.st_size} bytes, more than any encoding of its "
-                    f"chunk takes ({self.max_bytes})"
-                )
-            data = os.pread(descriptor, status.st_size, 0)
-            if len(data) != status.st_size:
-                raise SourceError(f"chunk file {path} shrank while it was read")
-            return data
-        finally:
-            os.close(descriptor)
+        location = self.files.location(relative)
+        if self.blocks.codec is None and size != self.max_bytes:
+            raise SourceError(
+                f"chunk file {location} is corrupt: {size} bytes, a raw chunk is {self.max_bytes}"
+            )
+        if size > self.max_bytes:
+            raise SourceError(
+                f"chunk file {location} is corrupt: {size} bytes, more than any encoding of its chunk takes "
+                f"({self.max_bytes})"
+            )
+        return data
 
 
 def _v2_codec(metadata: Mapping[str, Any], dtype: np.dtype) -> tuple[bool, dict[str, Any] | None]:
@@ -169,4 +167,4 @@ def native_chunks(node: Node, dtype: np.dtype) -> NativeChunks | None:
     grid = tuple(math.ceil(extent / chunk) for extent, chunk in zip(shape, chunks, strict=True))
     raw_bytes = math.prod(chunks) * dtype.itemsize
     limit = raw_bytes if codec is None else MAX_EXPANSION * raw_bytes + MAX_OVERHEAD_BYTES
-    return NativeChunks(NativeBlocks(chunks, codec), node.directory, grid, key, limit)
+    return NativeChunks(NativeBlocks(chunks, codec), node.files, node.path, grid, key, limit)

@@ -1,15 +1,15 @@
-"""The nodes of a Zarr v2, Zarr v3 or N5 store on disk: which arrays and groups a directory holds, read from
-their metadata documents only (chunk directories are never listed)."""
+"""The nodes of a Zarr v2, Zarr v3 or N5 store (a directory, or a prefix at a URL): which arrays and groups
+it holds, read from their metadata documents only (chunk directories are never listed)."""
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from zarrfs.errors import SourceError
+from zarrfs.sources.zarrstore.storage import StoreFiles
 
 ZARR3 = "Zarr v3"
 ZARR2 = "Zarr v2"
@@ -32,17 +32,22 @@ SEARCH_LIMIT = 1000
 class Node:
     """One array or group: where it is, in which format, and what its metadata documents say."""
 
-    root: str  # the store's directory (absolute)
-    path: str  # relative to root, "/"-separated; "" for the root itself
+    files: StoreFiles = field(repr=False, compare=False)  # the store's files
+    path: str  # relative to the store's root, "/"-separated; "" for the root itself
     format: str  # ZARR3, ZARR2 or N5
     is_array: bool
     metadata: Mapping[str, Any]  # the array's metadata document (N5: attributes.json); {} for groups
     attributes: Mapping[str, Any]  # user attributes (N5: attributes.json, which holds both)
-    documents: tuple[str, ...]  # absolute paths of the documents read
+    documents: tuple[str, ...]  # where the documents read are (absolute paths, or URLs as shown)
 
     @property
-    def directory(self) -> str:
-        return os.path.join(self.root, *self.path.split("/")) if self.path else self.root
+    def root(self) -> str:
+        """The store's root as shown (a directory, or a URL without credentials)."""
+        return self.files.root
+
+    def relative(self, name: str) -> str:
+        """The path of ``name`` in this node's directory, relative to the store's root."""
+        return f"{self.path}/{name}" if self.path else name
 
     @property
     def name(self) -> str:
@@ -56,14 +61,14 @@ class Node:
         return tuple(int(size) for size in self.metadata["shape"])
 
 
-def _load(path: str) -> dict[str, Any]:
+def _load(files: StoreFiles, relative: str) -> dict[str, Any] | None:
+    """The JSON object of the document ``relative``; None where there is no such document."""
+    data = files.document(relative)
+    if data is None:
+        return None
+    path = files.location(relative)
     try:
-        with open(path, "rb") as handle:
-            document = json.load(handle)
-    except PermissionError:
-        raise SourceError(f"no permission to read {path}") from None
-    except OSError as error:
-        raise SourceError(f"cannot read {path}: {error.strerror}") from None
+        document = json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:
         raise SourceError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(document, dict):
@@ -71,57 +76,54 @@ def _load(path: str) -> dict[str, Any]:
     return document
 
 
-def has_metadata(directory: str) -> bool:
-    """Whether ``directory`` holds a Zarr v2 or v3 node, or N5 dataset or group attributes."""
-    if any(os.path.isfile(os.path.join(directory, name)) for name in (V3_DOCUMENT, V2_ARRAY, V2_GROUP)):
+def _join(path: str, name: str) -> str:
+    return f"{path}/{name}" if path else name
+
+
+def has_metadata(files: StoreFiles) -> bool:
+    """Whether the store's root holds a Zarr v2 or v3 node, or N5 dataset or group attributes."""
+    if any(files.document(name) is not None for name in (V3_DOCUMENT, V2_ARRAY, V2_GROUP)):
         return True
-    n5 = os.path.join(directory, N5_DOCUMENT)
-    if not os.path.isfile(n5):
-        return False
     try:
-        attributes = _load(n5)
+        attributes = _load(files, N5_DOCUMENT)
     except SourceError:
         return False  # not N5's: some other tool's attributes.json
+    if attributes is None:
+        return False
     return bool(attributes.keys() >= N5_DATASET_KEYS or N5_GROUP_KEYS & attributes.keys())
 
 
-def read_node(root: str, path: str) -> Node | None:
-    """The node at ``path`` under ``root``, or None where the directory holds no metadata."""
-    directory = os.path.join(root, *path.split("/")) if path else root
-    v3 = os.path.join(directory, V3_DOCUMENT)
-    if os.path.isfile(v3):
-        document = _load(v3)
+def read_node(files: StoreFiles, path: str) -> Node | None:
+    """The node at ``path`` in the store, or None where its directory holds no metadata."""
+    document = _load(files, _join(path, V3_DOCUMENT))
+    if document is not None:
         is_array = document.get("node_type") == "array"
         attributes = document.get("attributes") or {}
-        return Node(root, path, ZARR3, is_array, document if is_array else {}, attributes, (v3,))
+        read = (files.location(_join(path, V3_DOCUMENT)),)
+        return Node(files, path, ZARR3, is_array, document if is_array else {}, attributes, read)
     for name, is_array in ((V2_ARRAY, True), (V2_GROUP, False)):
-        document_path = os.path.join(directory, name)
-        if os.path.isfile(document_path):
-            document = _load(document_path)
-            read = [document_path]
-            attributes_path = os.path.join(directory, V2_ATTRIBUTES)
-            attributes = {}
-            if os.path.isfile(attributes_path):
-                attributes = _load(attributes_path)
-                read.append(attributes_path)
-            return Node(root, path, ZARR2, is_array, document if is_array else {}, attributes, tuple(read))
-    n5 = os.path.join(directory, N5_DOCUMENT)
-    if os.path.isfile(n5):
-        document = _load(n5)
+        document = _load(files, _join(path, name))
+        if document is not None:
+            read_documents = [files.location(_join(path, name))]
+            attributes = _load(files, _join(path, V2_ATTRIBUTES))
+            if attributes is not None:
+                read_documents.append(files.location(_join(path, V2_ATTRIBUTES)))
+            metadata = document if is_array else {}
+            return Node(files, path, ZARR2, is_array, metadata, attributes or {}, tuple(read_documents))
+    document = _load(files, _join(path, N5_DOCUMENT))
+    if document is not None:
         is_array = document.keys() >= N5_DATASET_KEYS
-        return Node(root, path, N5, is_array, document if is_array else {}, document, (n5,))
+        read = (files.location(_join(path, N5_DOCUMENT)),)
+        return Node(files, path, N5, is_array, document if is_array else {}, document, read)
     return None
 
 
 def child_nodes(node: Node) -> Iterator[Node]:
-    """The nodes directly under a group, by name (hidden entries and chunk directories left out)."""
-    try:
-        entries = sorted(entry.name for entry in os.scandir(node.directory) if entry.is_dir())
-    except OSError as error:
-        raise SourceError(f"cannot list {node.directory}: {error.strerror}") from None
-    for name in entries:
+    """The nodes directly under a group, by name (hidden entries and chunk directories left out; none where
+    the store cannot be listed, as most HTTP servers' cannot)."""
+    for name in node.files.directories(node.path):
         if name.startswith("."):
             continue
-        child = read_node(node.root, f"{node.path}/{name}" if node.path else name)
+        child = read_node(node.files, node.relative(name))
         if child is not None:
             yield child

@@ -19,6 +19,7 @@ from zarrfs.sources.zarrstore.codecs import check_readable, codec_names
 from zarrfs.sources.zarrstore.image import StoreImage, find_image
 from zarrfs.sources.zarrstore.native import NativeChunks, native_chunks
 from zarrfs.sources.zarrstore.nodes import N5, ZARR2, ZARR3
+from zarrfs.sources.zarrstore.storage import LocalFiles, StoreFiles
 
 _DRIVERS = {ZARR2: "zarr", ZARR3: "zarr3", N5: "n5"}
 
@@ -31,13 +32,16 @@ class ZarrSource(PassThroughLevels, ImageSource):
     """The image a Zarr or N5 store holds (see ``find_image``), in canonical axis order; ``read_region`` is
     thread-safe (tensorstore handles are)."""
 
-    def __init__(self, path: str, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, path: str, options: Mapping[str, Any] | None = None, files: StoreFiles | None = None
+    ) -> None:
+        """``files``: where the store is, when not the local directory ``path`` (a prefix at a URL)."""
         try:
             import tensorstore as ts
         except ImportError:
             raise SourceError("Zarr and N5 sources need tensorstore: pip install tensorstore") from None
         self.path = path
-        self.image = image = find_image(path, options or {})
+        self.image = image = find_image(files or LocalFiles(path), options or {})
         for node in image.levels:
             check_readable(node)
         # Where each canonical axis is among the stored dimensions: the canonical view is the stored array
@@ -46,7 +50,7 @@ class ZarrSource(PassThroughLevels, ImageSource):
         context = ts.Context({"cache_pool": {"total_bytes_limit": 0}})
         arrays = []
         for node in image.levels:
-            spec = {"driver": _DRIVERS[node.format], "kvstore": {"driver": "file", "path": node.directory}}
+            spec = {"driver": _DRIVERS[node.format], "kvstore": node.files.kvstore(node.path)}
             try:
                 stored = ts.open(spec, read=True, open=True, context=context).result()
             except Exception as error:  # tensorstore says ValueError for everything it cannot open
