@@ -23,6 +23,7 @@ from zarrfs.sources.remote.access import ObjectAccess, access_for, describe_fail
 from zarrfs.sources.remote.filesystems import remote_filesystem
 from zarrfs.sources.remote.identity import ObjectChangedError, ObjectIdentity, RemoteError
 from zarrfs.sources.remote.options import RemoteOptions
+from zarrfs.sources.remote.retry import RemoteUnavailable
 from zarrfs.sources.remote.transfer import attempt, call, loop_of, run
 from zarrfs.sources.remote.urls import redact, scrub
 
@@ -76,6 +77,8 @@ class RemoteObject:
                 identity, data = run(access.loop, lambda: attempt(access.get_whole, f"GET {name}"))
             else:
                 identity, data = run(access.loop, lambda: attempt(access.head, f"HEAD {name}")), b""
+        except RemoteUnavailable as error:  # no answer but failures: which, the retries' message says
+            raise RemoteError(f"cannot open {name}: {scrub(str(error), secrets)}") from None
         except RemoteError as error:
             raise RemoteError(scrub(str(error), secrets), error.status) from None
         except Exception as error:
@@ -109,8 +112,9 @@ class RemoteObject:
         except ObjectChangedError as error:
             self._changed(error.phrase)
             raise RemoteError(scrub(str(error), self._secrets)) from None
-        except RemoteError as error:
-            raise RemoteError(scrub(str(error), self._secrets), error.status) from None
+        except RemoteError as error:  # its class kept: a front end answers RemoteDeadline with 504
+            error.args = (scrub(str(error), self._secrets),)
+            raise error from None
         except Exception as error:
             raise RemoteError(
                 f"cannot read {self.name} ({scrub(describe_failure(error), self._secrets)})"
