@@ -142,7 +142,7 @@ def test_over_http_a_persisting_fault_is_502_and_no_answer_504(
         status, _, body = served.request("GET", chunk(0, 0))
         assert status == 502, body
         assert time.monotonic() - started < BOUND_S
-        assert b"HTTP 503" in body
+        assert "HTTP 503" in body.decode()
         assert proxy.count("GET") >= 3  # retried first, within the time limit
         proxy.clear()
         proxy.inject(*[Delay(30)] * 1000, method="GET", path=f"/{IMAGE}")
@@ -191,3 +191,19 @@ def test_credentials_of_a_url_never_appear_in_any_output(
     assert "failed (HTTP 503); retry 1 in" in text
     for secret in (PASSWORD, SIGNATURE, CREDENTIAL, "reader"):
         assert secret not in text
+
+
+def test_a_persisting_fault_at_open_is_one_line_in_bounded_time(proxy: FaultProxy) -> None:
+    proxy.inject(*[Status(503)] * 1000, method="HEAD")
+    started = time.monotonic()
+    result = zarrfs("info", f"{proxy.url}/{IMAGE}")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith(
+        f"zarrfs: error: cannot open {proxy.url}/{IMAGE}: HEAD {proxy.url}/{IMAGE}: failed "
+    )
+    assert error.endswith(" times within the time limit (last: HTTP 503)")
+    assert proxy.count("HEAD") >= 5
+    assert elapsed < 40  # the open's 20 s, and starting Python on a busy machine
+    print(f"open under a persisting 503: {error!r} after {elapsed:.1f} s")
