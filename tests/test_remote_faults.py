@@ -207,3 +207,20 @@ def test_a_persisting_fault_at_open_is_one_line_in_bounded_time(proxy: FaultProx
     assert proxy.count("HEAD") >= 5
     assert elapsed < 40  # the open's 20 s, and starting Python on a busy machine
     print(f"open under a persisting 503: {error!r} after {elapsed:.1f} s")
+
+
+def test_a_failing_identity_check_does_not_fail_reads(
+    proxy: FaultProxy, expected: np.ndarray, tmp_path: Path
+) -> None:
+    with mounted(f"{proxy.url}/{IMAGE}", tmp_path / "mnt", "--timeout", str(TIMEOUT_S)) as live:  # type: ignore[arg-type]
+        proxy.inject(*[Status(503)] * 1000, method="HEAD")  # the periodic check of the object's identity
+        time.sleep(6)  # the check is due (every 5 s)
+        started = time.monotonic()
+        assert_values(live, expected)
+        elapsed = time.monotonic() - started
+        assert proxy.count("HEAD") >= 2  # the check ran, and was retried within its own, shorter limit
+    # Each check gives up after 2 s: the reads never wait out their time limit for it.
+    assert elapsed < 3 * TIMEOUT_S, elapsed
+    print(f"full read while every identity check fails: {elapsed:.1f} s")
+    log = (tmp_path / "zarrfs.log").read_text()
+    assert "cannot check" in log

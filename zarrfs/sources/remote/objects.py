@@ -34,6 +34,9 @@ _OPEN: weakref.WeakValueDictionary[str, RemoteObject] = weakref.WeakValueDiction
 
 # How stale the identity check may be: a change that no pinned read runs into shows within this long.
 HEAD_INTERVAL_S = 5.0
+# How long the identity check retries: it runs within a read, which a failing check must not hold up to its
+# time limit (a failed check is no change).
+CHECK_WITHIN_S = 2.0
 
 
 class RemoteObject:
@@ -137,7 +140,10 @@ class RemoteObject:
         if self._change is None and time.monotonic() - self._checked_at >= HEAD_INTERVAL_S:
             self._checked_at = time.monotonic()
             try:
-                now = run(self.access.loop, lambda: attempt(self.access.head, f"HEAD {self.name}"))
+                now = run(
+                    self.access.loop,
+                    lambda: attempt(self.access.head, f"HEAD {self.name}", within_s=CHECK_WITHIN_S),
+                )
             except RemoteError as error:
                 if error.status in (404, 410):
                     self._changed("was deleted")

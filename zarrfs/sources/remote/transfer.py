@@ -37,10 +37,13 @@ def deadline() -> float:
     return time.monotonic() + OPEN_TIMEOUT_S
 
 
-async def attempt(request: Callable[[], Awaitable[T]], what: str, until: float | None = None) -> T:
-    """Make one request (``what`` names it for messages; URLs in it are redacted), retried until ``until``
-    (default: ``deadline()``)."""
-    return await retrying(request, what, deadline() if until is None else until)
+async def attempt(request: Callable[[], Awaitable[T]], what: str, within_s: float | None = None) -> T:
+    """Make one request (``what`` names it for messages; URLs in it are redacted), retried until
+    ``deadline()``, or for ``within_s`` seconds if that ends sooner (a check that may fail without harm)."""
+    until = deadline()
+    if within_s is not None:
+        until = min(until, time.monotonic() + within_s)
+    return await retrying(request, what, until)
 
 
 def run(loop: asyncio.AbstractEventLoop, coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
