@@ -20,12 +20,14 @@ class Cancelled(BaseException):
 
 
 class CancelToken:
-    """Set once, by whoever gives up on a request."""
+    """Set once, by whoever gives up on a request. ``deadline`` (a ``time.monotonic()`` time, None: none) is
+    when the request's time limit passes: work that can wait (a remote request's retries) stops there."""
 
-    __slots__ = ("cancelled",)
+    __slots__ = ("cancelled", "deadline")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float | None = None) -> None:
         self.cancelled = False
+        self.deadline = deadline
 
     def cancel(self) -> None:
         self.cancelled = True

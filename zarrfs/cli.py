@@ -152,6 +152,13 @@ def _serve_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="URL sources: an option of the protocol's fsspec file system (VALUE read as JSON "
                           "where it parses), e.g. endpoint_url=http://127.0.0.1:9000 or "
                           "requester_pays=true; repeat for several. Values are never shown or logged."),
+        click.option("--disk-cache", metavar="DIR",
+                     help="URL sources: keep fetched blocks in DIR (made if missing) across mounts and "
+                          "processes, keyed by URL and the object's ETag/version (a changed object never "
+                          "gets old blocks)."),
+        click.option("--disk-cache-size", metavar="SIZE",
+                     help=f"The most --disk-cache keeps (least recently used blocks go first): {SIZE_SYNTAX} "
+                          "(default: 10GiB)."),
     ]  # fmt: skip
     for flag in reversed(flags):
         command = flag(command)

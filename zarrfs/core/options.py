@@ -13,6 +13,7 @@ from typing import Any
 from zarrfs.core.formats import FORMATS, NGFF_VERSIONS
 from zarrfs.errors import ZarrfsError
 from zarrfs.sources.base import PhysicalSize
+from zarrfs.sources.remote.disktier import disk_cache_options
 from zarrfs.sources.remote.options import RemoteOptions, parse_storage_options
 from zarrfs.units import UnitKind, udunits_name
 
@@ -197,6 +198,8 @@ def serve_options(
     sequence_pattern: str | None = None,
     anon: bool = False,
     storage_options: Sequence[str] | Mapping[str, Any] | None = None,
+    disk_cache: str | os.PathLike[str] | None = None,
+    disk_cache_size: str | int | None = None,
 ) -> ServeOptions:
     """Build ServeOptions from what a user typed (strings, as on the command line) or from Python values."""
     if series is not None and series < 0:
@@ -240,5 +243,9 @@ def serve_options(
         downsample=downsample,
         shards=shards,
         passthrough=passthrough in ("auto", True),
-        remote=RemoteOptions(anon=bool(anon), storage=parse_storage_options(storage_options)),
+        remote=RemoteOptions(
+            anon=bool(anon),
+            storage=parse_storage_options(storage_options),
+            **disk_cache_options(disk_cache, disk_cache_size),
+        ),
     )

@@ -22,6 +22,7 @@ import concurrent.futures
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -151,7 +152,7 @@ class RequestPolicy:
     def _submit(
         self, call: Callable[..., T], path: str, args: tuple[Any, ...]
     ) -> tuple[concurrent.futures.Future[T], CancelToken]:
-        token = CancelToken()
+        token = CancelToken(time.monotonic() + self.timeout)
         lane = self._lane(self.tree.computed_depth(path))
         return lane.submit(_run_for, token, call, path, *args), token
 

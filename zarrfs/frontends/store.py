@@ -379,9 +379,10 @@ def open_store(
     ``cache_size``, ``timeout``, ``ngff``: "0.4" by default, "0.5" or "all"), e.g. ``open_store("x.tif",
     compressor="blosc-lz4", cache_size="1GiB")``. ``source`` may be a URL (``https://...``,
     ``s3://bucket/key``): ``anon=True`` reads a public bucket, ``storage_options={"endpoint_url": ...}``
-    configures the protocol's fsspec file system. A directory no reader opens as one image is a repository
-    (``max_open``, ``settle``, ``follow_symlinks``): its tree, each image at ``<name>.ome.zarr/``. A read
-    that takes longer than ``timeout`` seconds (positive, finite) raises
+    configures the protocol's fsspec file system, ``disk_cache="DIR"`` (and ``disk_cache_size="10GiB"``)
+    keeps fetched blocks on disk. A directory no reader opens as one image is a repository (``max_open``,
+    ``settle``, ``follow_symlinks``): its tree, each image at ``<name>.ome.zarr/``. A read that takes longer
+    than ``timeout`` seconds (positive, finite) raises
     ``zarrfs.core.requests.RequestTimeout``, a TimeoutError, where a mount answers EIO.
     """
     absolute = _absolute(source)

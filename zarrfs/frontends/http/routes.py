@@ -26,6 +26,7 @@ from zarrfs.frontends.http.semantics import (
     tree_path,
 )
 from zarrfs.sources.remote.identity import RemoteError
+from zarrfs.sources.remote.retry import RemoteDeadline
 
 log = logging.getLogger("zarrfs")
 
@@ -182,7 +183,7 @@ class Site:
             return _error(504, str(error))
         except OSError as error:  # the source failed (ChunkReadError) or changed: this file only
             log.error("/%s: %s", path, error)
-            return _error(502 if _from_remote(error) else 500, f"cannot serve /{path}: {error}")
+            return _error(_status_of_failure(error), f"cannot serve /{path}: {error}")
         if not modified:
             return Reply(304, validators)
         reply = Reply(200, {**validators, "Content-Type": _content_type(path, document)}, data)
@@ -200,9 +201,9 @@ class Site:
         return reply
 
 
-def _from_remote(error: BaseException) -> bool:
-    """Whether a remote source's server failed the read (or answered for a changed object): a gateway's
-    error, 502, rather than this server's own."""
+def _status_of_failure(error: BaseException) -> int:
+    """500 for this server's own failure; a gateway's status where a remote source's server failed the read
+    (or answered for a changed object): 502, or 504 where it gave no answer within the time limit."""
     seen: set[int] = set()
     pending: list[BaseException | None] = [error]
     while pending:
@@ -210,10 +211,10 @@ def _from_remote(error: BaseException) -> bool:
         if link is None or id(link) in seen:
             continue
         if isinstance(link, RemoteError):
-            return True
+            return 504 if isinstance(link, RemoteDeadline) else 502
         seen.add(id(link))
         pending += [link.__cause__, link.__context__]
-    return False
+    return 500
 
 
 def _content_type(path: str, document: bool) -> str:

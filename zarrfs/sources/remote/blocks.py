@@ -2,8 +2,8 @@
 
 A read asks for the blocks it covers; the missing ones are fetched in as few requests as possible (runs of
 adjacent blocks merged into one range, runs requested concurrently) through ``fetch_blocks``, the one place
-blocks come from the network, where a disk tier (keyed by ``RemoteObject.key`` and the block number) can
-plug in.
+blocks come from the network; with a disk tier (``--disk-cache``, disktier.py) it looks there first and
+keeps what it fetched there.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from zarrfs.lru import ByteLRUCache
+from zarrfs.sources.remote.disktier import DiskBlocks
 from zarrfs.sources.remote.objects import RemoteObject
 
 BLOCK_BYTES = 256 * 2**10
@@ -30,8 +31,15 @@ def runs(blocks: Iterable[int], max_blocks: int) -> list[range]:
 
 
 class BlockCache:
-    def __init__(self, remote: RemoteObject, capacity_bytes: int, block_bytes: int = BLOCK_BYTES) -> None:
+    def __init__(
+        self,
+        remote: RemoteObject,
+        capacity_bytes: int,
+        block_bytes: int = BLOCK_BYTES,
+        disk: DiskBlocks | None = None,
+    ) -> None:
         self.remote = remote
+        self.disk = disk
         self.block_bytes = block_bytes
         self.size = remote.identity.size
         self.count = -(-self.size // block_bytes)
@@ -49,14 +57,27 @@ class BlockCache:
         return start, min(start + self.block_bytes, self.size)
 
     def fetch_blocks(self, blocks: Sequence[int]) -> dict[int, bytes]:
-        """The listed blocks from the object: runs of adjacent blocks in one request each, concurrently."""
-        grouped = runs(blocks, max(1, MAX_REQUEST_BYTES // self.block_bytes))
-        spans = [(self._span(run[0])[0], self._span(run[-1])[1]) for run in grouped]
+        """The listed blocks from the disk tier, the others from the object: runs of adjacent blocks in one
+        request each, concurrently (and then kept on disk)."""
         fetched: dict[int, bytes] = {}
-        for run, (start, _), data in zip(grouped, spans, self.remote.fetch(spans), strict=True):
+        if self.disk is not None:
+            for block in blocks:
+                start, stop = self._span(block)
+                data = self.disk.get(start, stop - start)
+                if data is not None:
+                    fetched[block] = data
+        grouped = runs(
+            (block for block in blocks if block not in fetched), max(1, MAX_REQUEST_BYTES // self.block_bytes)
+        )
+        spans = [(self._span(run[0])[0], self._span(run[-1])[1]) for run in grouped]
+        for run, (start, _), data in zip(
+            grouped, spans, self.remote.fetch(spans) if spans else [], strict=True
+        ):
             for block in run:
                 first, stop = self._span(block)
                 fetched[block] = data[first - start : stop - start]
+                if self.disk is not None:
+                    self.disk.put(first, fetched[block])
         return fetched
 
     def blocks(self, wanted: Iterable[int], ahead: int = 0) -> dict[int, bytes]:

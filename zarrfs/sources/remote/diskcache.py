@@ -172,12 +172,7 @@ class DiskCache:
         temporary = f"{_TEMPORARY}{os.getpid()}-{threading.get_ident()}-{next(self._names)}"
         header = _HEADER.pack(_MAGIC, len(data), zlib.crc32(data), digest)
         try:
-            fd = os.open(
-                temporary,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o644,
-                dir_fd=dir_fd,
-            )
+            fd = os.open(temporary, _NEW_FILE, 0o644, dir_fd=dir_fd)
             try:
                 _write_all(fd, header)
                 _write_all(fd, data)

@@ -17,6 +17,7 @@ from fsspec.spec import AbstractFileSystem
 
 from zarrfs.errors import SourceError
 from zarrfs.sources.remote.options import RemoteOptions
+from zarrfs.sources.remote.retry import S3_CONFIG_WITHOUT_RETRIES
 from zarrfs.sources.remote.urls import protocol, redact
 
 # Their debug output repeats URLs with signatures, and request headers with credentials.
@@ -36,6 +37,9 @@ def _protocol_options(scheme: str, options: RemoteOptions) -> dict[str, Any]:
     if options.anon:
         kwargs["anon"] = True
     kwargs.update(options.storage_options())
+    if scheme in _S3:
+        # Retries are zarrfs's own, within the request's time limit (retry.py): botocore's would add theirs.
+        kwargs["config_kwargs"] = {**kwargs.get("config_kwargs", {}), **S3_CONFIG_WITHOUT_RETRIES}
     return kwargs
 
 
@@ -54,6 +58,8 @@ def remote_filesystem(url: str, options: RemoteOptions | None = None) -> tuple[A
         raise SourceError(
             f"a storage option does not apply to {scheme}:// ({error}): {redact(url)}"
         ) from None
+    if scheme in _S3:
+        fs.retries = 1  # s3fs's own retry loop: one attempt (an attribute, not an argument)
     return fs, fs._strip_protocol(url) if scheme not in ("http", "https") else url
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 from zarrfs.sources.remote.blocks import BlockCache
+from zarrfs.sources.remote.disktier import disk_blocks
 from zarrfs.sources.remote.file import RemoteFile
 from zarrfs.sources.remote.identity import RemoteError
 from zarrfs.sources.remote.objects import RemoteObject
@@ -44,7 +45,11 @@ class RemoteLocation:
         with self._lock:
             if self._file is None:
                 remote = RemoteObject.open(self.url, self.options)
-                self._file = RemoteFile(remote, BlockCache(remote, SNIFF_CACHE_BYTES))
+                options = self.options
+                disk = disk_blocks(
+                    options.disk_cache, options.disk_cache_size, self.url, remote.identity, remote.name
+                )
+                self._file = RemoteFile(remote, BlockCache(remote, SNIFF_CACHE_BYTES, disk=disk))
             return self._file
 
     def header(self, length: int) -> bytes:

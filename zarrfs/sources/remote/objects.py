@@ -23,6 +23,7 @@ from zarrfs.sources.remote.access import ObjectAccess, access_for, describe_fail
 from zarrfs.sources.remote.filesystems import remote_filesystem
 from zarrfs.sources.remote.identity import ObjectChangedError, ObjectIdentity, RemoteError
 from zarrfs.sources.remote.options import RemoteOptions
+from zarrfs.sources.remote.retry import RemoteUnavailable
 from zarrfs.sources.remote.transfer import attempt, call, loop_of, run
 from zarrfs.sources.remote.urls import redact, scrub
 
@@ -33,6 +34,9 @@ _OPEN: weakref.WeakValueDictionary[str, RemoteObject] = weakref.WeakValueDiction
 
 # How stale the identity check may be: a change that no pinned read runs into shows within this long.
 HEAD_INTERVAL_S = 5.0
+# How long the identity check retries: it runs within a read, which a failing check must not hold up to its
+# time limit (a failed check is no change).
+CHECK_WITHIN_S = 2.0
 
 
 class RemoteObject:
@@ -76,6 +80,8 @@ class RemoteObject:
                 identity, data = run(access.loop, lambda: attempt(access.get_whole, f"GET {name}"))
             else:
                 identity, data = run(access.loop, lambda: attempt(access.head, f"HEAD {name}")), b""
+        except RemoteUnavailable as error:  # no answer but failures: which, the retries' message says
+            raise RemoteError(f"cannot open {name}: {scrub(str(error), secrets)}") from None
         except RemoteError as error:
             raise RemoteError(scrub(str(error), secrets), error.status) from None
         except Exception as error:
@@ -109,8 +115,9 @@ class RemoteObject:
         except ObjectChangedError as error:
             self._changed(error.phrase)
             raise RemoteError(scrub(str(error), self._secrets)) from None
-        except RemoteError as error:
-            raise RemoteError(scrub(str(error), self._secrets), error.status) from None
+        except RemoteError as error:  # its class kept: a front end answers RemoteDeadline with 504
+            error.args = (scrub(str(error), self._secrets),)
+            raise error from None
         except Exception as error:
             raise RemoteError(
                 f"cannot read {self.name} ({scrub(describe_failure(error), self._secrets)})"
@@ -133,7 +140,10 @@ class RemoteObject:
         if self._change is None and time.monotonic() - self._checked_at >= HEAD_INTERVAL_S:
             self._checked_at = time.monotonic()
             try:
-                now = run(self.access.loop, lambda: attempt(self.access.head, f"HEAD {self.name}"))
+                now = run(
+                    self.access.loop,
+                    lambda: attempt(self.access.head, f"HEAD {self.name}", within_s=CHECK_WITHIN_S),
+                )
             except RemoteError as error:
                 if error.status in (404, 410):
                     self._changed("was deleted")

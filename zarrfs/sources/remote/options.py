@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from zarrfs.errors import ZarrfsError
@@ -13,10 +14,14 @@ from zarrfs.errors import ZarrfsError
 @dataclass(frozen=True)
 class RemoteOptions:
     """``anon``: no credentials (public buckets); ``storage`` (``--storage-option KEY=VALUE``): keyword
-    arguments of the protocol's fsspec file system, e.g. ``endpoint_url`` or ``key`` for S3."""
+    arguments of the protocol's fsspec file system, e.g. ``endpoint_url`` or ``key`` for S3;
+    ``disk_cache`` and ``disk_cache_size`` (``--disk-cache DIR``, ``--disk-cache-size``): the disk tier of
+    fetched blocks (disktier.py), None: none."""
 
     anon: bool = False
     storage: tuple[tuple[str, Any], ...] = field(default=())
+    disk_cache: Path | None = None
+    disk_cache_size: int = 0
 
     def __repr__(self) -> str:
         # Values may be keys and tokens: a repr ends up in logs, ETags and tracebacks.

@@ -8,8 +8,8 @@ Which failures are transient was found by provoking each against a fault-injecti
   ``ClientError.response["ResponseMetadata"]["HTTPStatusCode"]`` (s3fs raises an OSError, PermissionError or
   FileNotFoundError with that ClientError as ``__cause__``; fsspec's HTTP ``info`` a FileNotFoundError with
   the ClientResponseError as its cause), or a ``status`` attribute. 408, 429, 500, 502, 503 and 504 are
-  transient; 412 (a pinned request's If-Match failed) means the object changed: ``ObjectChanged``; any other
-  status (403, 404, 416, ...) is final.
+  transient; 412 (a pinned request's If-Match failed) means the object changed: ``ObjectChangedError``; any
+  other status (403, 404, 416, ...) is final.
 - Without a status: a connection refused, reset or closed (aiohttp ``ClientConnectionError``:
   ``ClientConnectorError``, ``ServerDisconnectedError``, ``ClientOSError``; botocore
   ``EndpointConnectionError``, ``ConnectionClosedError``; ``ConnectionError``), a body cut short (aiohttp
@@ -20,20 +20,20 @@ Which failures are transient was found by provoking each against a fault-injecti
 
 Final failures are raised unchanged (``status_of`` tells their status), so that an open can say "not found"
 or "access denied". A transient failure is retried while the deadline allows the wait before the next
-attempt; each attempt is itself cut off at the deadline, so no retry outlives it. Then ``RemoteUnavailable``
-(an EIO; ``RemoteDeadline`` when the deadline passed). A request that was given up (``zarrfs.cancellation``)
-stops within 50 ms, also in the middle of an attempt.
+attempt; each attempt is itself cut off at the deadline, so no retry outlives it. Then
+``RemoteUnavailable`` (a RemoteError: EIO for a chunk, 502 over HTTP; ``RemoteDeadline`` when the deadline
+passed: 504). A request that was given up (``zarrfs.cancellation``) stops within 50 ms, also in the middle
+of an attempt.
 
 Clients must not retry on their own, or their retries multiply ours and ignore the deadline: s3fs needs
-``S3_STORAGE_OPTIONS_WITHOUT_RETRIES`` (aiohttp alone repeats a request once when a kept-alive connection
-turns out to be closed, which is harmless: it costs no time).
+``S3_CONFIG_WITHOUT_RETRIES`` and ``retries = 1`` (filesystems.py). aiohttp alone repeats a request once
+when a kept-alive connection turns out to be closed, which is harmless: it costs no time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import errno
 import functools
 import http.client
 import logging
@@ -43,10 +43,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from zarrfs import cancellation
 from zarrfs.errors import one_line
+from zarrfs.sources.remote.identity import ObjectChangedError, RemoteError
+from zarrfs.sources.remote.urls import redact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,7 +59,6 @@ CANCEL_POLL_S = 0.05
 # For s3fs.S3FileSystem(**options): no retries of s3fs (its ``retries`` attribute is set after construction
 # by the caller: S3FileSystem does not take it as an argument) and none of botocore.
 S3_CONFIG_WITHOUT_RETRIES: dict[str, Any] = {"retries": {"mode": "standard", "total_max_attempts": 1}}
-S3_STORAGE_OPTIONS_WITHOUT_RETRIES: dict[str, Any] = {"config_kwargs": S3_CONFIG_WITHOUT_RETRIES}
 
 
 class Verdict(enum.Enum):
@@ -67,24 +67,13 @@ class Verdict(enum.Enum):
     FINAL = "final"  # another attempt would fail the same way
 
 
-class RemoteUnavailable(OSError):
-    """Every attempt of a request failed transiently until the deadline: an I/O error for what needed it
-    (an HTTP front end answers 502 Bad Gateway)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(errno.EIO, message)
+class RemoteUnavailable(RemoteError):
+    """Every attempt of a request failed transiently until the deadline: an I/O error for the chunk that
+    needed it (an HTTP front end answers 502 Bad Gateway), a one-line error at open."""
 
 
 class RemoteDeadline(RemoteUnavailable):
     """The deadline passed before a request succeeded (an HTTP front end answers 504 Gateway Timeout)."""
-
-
-class ObjectChanged(OSError):
-    """A pinned request was refused (412 Precondition Failed): the object changed since it was opened. The
-    source maps it to its stale error (zarrfs.core.staleness.SourceChangedError): EIO, never mixed data."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(errno.EIO, message)
 
 
 class GivenUp(Exception):
@@ -121,7 +110,8 @@ async def retrying(
     """The result of ``request()`` (a new awaitable each call), retried after transient failures until
     ``deadline`` (a ``time.monotonic()`` time). ``what`` names the request in log lines and errors, e.g.
     ``GET https://host/image.tif bytes 0-65535``; URLs in it are redacted here. Raises the final failure
-    unchanged, ObjectChanged, RemoteUnavailable, RemoteDeadline or GivenUp."""
+    unchanged, ObjectChangedError (the object's stale error: its chunks are EIO from then on),
+    RemoteUnavailable, RemoteDeadline or GivenUp."""
     what = redact_text(what)
     token = cancellation.current()
     attempts = 0
@@ -134,8 +124,12 @@ async def retrying(
         except Exception as error:
             verdict = classify(error)
             if verdict is Verdict.CHANGED:
-                raise ObjectChanged(
-                    f"{what}: the object changed since it was opened ({_brief(error)})"
+                if isinstance(error, ObjectChangedError):  # the access's own, saying what changed
+                    raise
+                raise ObjectChangedError(
+                    f"{what}: the object changed since it was opened ({_brief(error)})",
+                    f"changed ({_brief(error)})",
+                    PRECONDITION_FAILED,
                 ) from None
             if verdict is Verdict.FINAL:
                 raise
@@ -262,17 +256,6 @@ def _brief(error: BaseException) -> str:
 
 
 # --- redaction ------------------------------------------------------------------------------------------
-
-
-def redact(url: str) -> str:
-    """``url`` as it may be shown: user info and query string (signatures, tokens) replaced by ``***``, a
-    fragment dropped. Anything that is not a URL is returned unchanged."""
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    netloc = f"***@{host}" if "@" in parts.netloc else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>)]+")
