@@ -165,8 +165,9 @@ class Repository:
     directories: int
     cache: int  # --cache-size of the mount, bytes
     mount: float = math.nan  # seconds
-    listed: int = 0  # entries of the directory listed with ls -l
-    ls: float = math.nan  # seconds, ls -l of that directory, cold
+    listed: int = 0  # entries of the directory listed with ls
+    ls: float = math.nan  # seconds, ls of that directory, cold (the readdir that scans it)
+    ls_long: float = math.nan  # seconds, ls -l of it right after (a FUSE lookup of every entry)
     first_reads: list[float] = field(default_factory=list)  # ms: .zattrs + .zarray + the chunk of a node
     find: float = math.nan  # seconds, find MNT -name .zattrs
     found: int = 0  # image nodes find listed
