@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pytest
 import tifffile
 import zarr
+from http_serving import serving
 from mounting import mounted, zarrfs
 from remote_servers import KEY_ID, SECRET, MotoS3, Nginx, moto_s3, nginx
 from repository_cases import age, write_hdf5, write_nifti, write_tiff
@@ -189,6 +191,20 @@ def test_mount_serves_every_node_and_statistics(
     assert stats["images"]["opened"] == len(expected)
     assert stats["errors_by_source"] == {}
     assert stats["source"] == remote.url + "repo/"
+
+
+def test_serve_serves_every_node(
+    remote: Remote, tree: tuple[Path, dict[str, Callable[[], np.ndarray]]]
+) -> None:
+    _, expected = tree
+    with serving(remote.url + "repo/", "--settle", "0") as server:
+        base = f"http://{server.host}:{server.port}"
+        for node, read in expected.items():
+            served = zarr.open_group(f"{base}/{quote(node)}", mode="r")["0"][...]
+            oracle = read()
+            np.testing.assert_array_equal(served.reshape(oracle.shape), oracle, node)
+        status, _, body = server.request("GET", "/.zarrfs/stats.json")
+    assert status == 200 and json.loads(body)["images"]["opened"] == len(expected)
 
 
 def test_info_lists_nodes_and_what_is_not_shown(remote: Remote) -> None:
