@@ -54,11 +54,6 @@ PROBE_BYTES = 16 * 2**10
 PROBES_AT_ONCE = 32
 
 
-def _entry_name(entry: dict[str, Any], http: bool) -> str:
-    name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
-    return unquote(name) if http else name
-
-
 def _listed_identity(entry: dict[str, Any]) -> ObjectIdentity | None:
     """The identity a listing gives (S3: size, ETag, LastModified); None when it gives no size (an HTTP
     index page)."""
@@ -103,7 +98,9 @@ class RemoteTree(TreeAccess):
         fs, path = remote_filesystem(self.real(shown), self.options)
         return access_for(fs, path, shown)
 
-    def _list(self, directory: str) -> list[dict[str, Any]]:
+    def list_directory(self, directory: str) -> list[tuple[str, dict[str, Any]]]:
+        """The entries directly in ``directory`` (one listing request), by name; links of an index page to
+        anything else (above, deeper, a query such as a sort order) left out."""
         fs, path = remote_filesystem(self.real(directory), self.options)
 
         async def listed() -> list[dict[str, Any]]:
@@ -113,14 +110,19 @@ class RemoteTree(TreeAccess):
             return await asyncio.to_thread(fs.ls, path, detail=True, refresh=True)
 
         try:
-            return run(loop_of(fs), lambda: attempt(listed, f"LIST {directory}"))
+            entries = run(loop_of(fs), lambda: attempt(listed, f"LIST {directory}"))
         except FileNotFoundError:
             raise FileNotFoundError(errno.ENOENT, "not found", directory) from None
         except Exception as error:
-            reason = scrub(
-                str(error) if isinstance(error, ZarrfsError) else describe_failure(error), self._secrets
-            )
-            raise OSError(errno.EIO, f"listing failed ({reason})") from None
+            raise OSError(errno.EIO, f"listing failed ({self.reason(error)})") from None
+        base = path.rstrip("/") + "/"
+        children = []
+        for entry in entries:
+            name = str(entry["name"])
+            relative = name[len(base) :].rstrip("/") if name.startswith(base) else ""
+            if relative and not any(mark in relative for mark in "/?#"):
+                children.append((unquote(relative) if self.http else relative, entry))
+        return children
 
     def probe(self, shown: Sequence[str]) -> list[tuple[ObjectIdentity, bytes] | BaseException]:
         """Identity and first bytes of each object, PROBES_AT_ONCE at a time (an error in place of those
@@ -146,21 +148,16 @@ class RemoteTree(TreeAccess):
         return claiming_reader(Location((shown,), remote=location))
 
     def scan(self, directory: str, options: RepositoryOptions, previous: Listing | None) -> Listing:
-        entries = self._list(directory)
         at_root = directory == self.root
-        itself = self.real(directory).rstrip("/").rsplit("/", 1)[-1]
         hidden: dict[str, str] = {}
         directories: dict[str, DirectoryNode] = {}
         objects: dict[str, ObjectIdentity | None] = {}
-        for entry in entries:
-            name = _entry_name(entry, self.http)
+        for name, entry in self.list_directory(directory):
             is_directory = entry.get("type") == "directory"
-            if not name or (is_directory and name == itself):
-                continue  # the directory itself (an S3 directory marker)
             if is_directory and at_root and name == CONTROL_DIRECTORY:
                 hidden[name] = "reserved for zarrfs's control directory"
             elif is_directory:
-                directories[name] = DirectoryNode(directory + self._quoted(name) + "/")
+                directories[name] = DirectoryNode(directory + self.quoted(name) + "/")
             elif name == RULE_FILE:
                 hidden[name] = "sequence rules apply to local directories only"
             else:
@@ -178,7 +175,7 @@ class RemoteTree(TreeAccess):
             hidden[name] = "its served name would be longer than 255 bytes"
         return Listing(children, sorted(children), hidden, 0, float("inf"), scan.claims)
 
-    def _quoted(self, name: str) -> str:
+    def quoted(self, name: str) -> str:
         return quote(name) if self.http else name
 
     def reason(self, error: BaseException) -> str:
@@ -187,19 +184,23 @@ class RemoteTree(TreeAccess):
         return scrub(said, self._secrets)
 
     def changed(self, node: ImageNode) -> bool:
-        for shown, listed in zip(node.paths, node.identities, strict=True):
-            access = self._access(shown)
-            try:
-                now = run(access.loop, lambda: attempt(access.head, f"HEAD {access.name}"))  # noqa: B023
-            except RemoteError as error:
-                if error.status in (403, 404, 410):
-                    return True
-                continue
-            except Exception:
-                continue  # cannot tell: as listed
-            if isinstance(listed, ObjectIdentity) and not _same_object(listed, now):
-                return True
-        return False
+        listed = zip(node.paths, node.identities, strict=True)
+        return any(
+            isinstance(identity, ObjectIdentity) and self._changed(shown, identity)
+            for shown, identity in listed
+        )
+
+    def _changed(self, shown: str, listed: ObjectIdentity) -> bool:
+        """Whether the object at ``shown`` is another than ``listed`` now (one HEAD); False when that cannot
+        be told."""
+        access = self._access(shown)
+        try:
+            now = run(access.loop, lambda: attempt(access.head, f"HEAD {shown}"))
+        except RemoteError as error:
+            return error.status in (403, 404, 410)
+        except Exception:
+            return False
+        return not _same_object(listed, now)
 
     def open(self, node: ImageNode, options: ServeOptions, shared: SharedCaches) -> Dataset:
         """The node's object opened (one HEAD, then its reader's requests) and served only if it is the
@@ -243,7 +244,7 @@ class _ObjectScan:
         return listed.size > 0 and (before is None or before[0] != listed)
 
     def probe(self, names: list[str]) -> None:
-        shown = [self.directory + self.tree._quoted(name) for name in names]
+        shown = [self.directory + self.tree.quoted(name) for name in names]
         self.probed = dict(zip(names, self.tree.probe(shown), strict=True))
 
     def entry(self, name: str, listed: ObjectIdentity | None) -> None:
@@ -261,18 +262,17 @@ class _ObjectScan:
         if identity.mtime_ns and abs(self.now - identity.mtime_ns / 1e9) < self.options.settle_s:
             self.hidden[name] = "still being written (changed less than --settle seconds ago)"
             return
-        shown = self.directory + self.tree._quoted(name)
+        shown = self.directory + self.tree.quoted(name)
         before = self.known.get(name)
         if before is not None and before[0] == identity:
             reader = before[1]
-        elif answer is not None:
+        else:
+            assert answer is not None  # an object not claimed as it is now was probed (needs_probe)
             try:
                 reader = self.tree.claim(shown, identity, answer[1])
             except ZarrfsError as error:
                 self.hidden[name] = self.tree.reason(error)
                 return
-        else:
-            return  # unreachable: an object without a kept claim was probed
         self.claims[name] = (identity, reader)
         if reader is None:
             self.hidden[name] = "no reader opens it (not an image format zarrfs knows)"
@@ -288,6 +288,6 @@ def is_remote_repository(url: str, options: RemoteOptions) -> bool:
     if not location.is_directory or any(reader.claims(location) for reader in REGISTRY.readers()):
         return False
     try:
-        return bool(RemoteTree(url, options)._list(redact(url if url.endswith("/") else url + "/")))
+        return bool(RemoteTree(url, options).list_directory(redact(url if url.endswith("/") else url + "/")))
     except OSError:
         return False

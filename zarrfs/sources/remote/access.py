@@ -36,6 +36,19 @@ def _mtime_ns(header: str | None) -> int:
         return 0
 
 
+async def _first_bytes(stream: Any, length: int) -> bytes:
+    """Up to ``length`` bytes from the start of an aiohttp response body (the rest is not read)."""
+    pieces: list[bytes] = []
+    count = 0
+    while count < length:
+        piece = await stream.read(length - count)
+        if not piece:
+            break
+        pieces.append(piece)
+        count += len(piece)
+    return b"".join(pieces)
+
+
 def _content_range_total(header: str | None) -> tuple[int, int | None]:
     """(first byte, total size) of a ``bytes a-b/total`` header; total None when ``*``."""
     if not header or not header.startswith("bytes "):
@@ -134,16 +147,17 @@ class HttpAccess(ObjectAccess):
                 return ObjectIdentity(0, response.headers.get("ETag")), b""
             if response.status >= 400:
                 raise status_error(response.status, response.reason or "", self.name)
-            data = await response.read()
             if response.status == 206:
+                data = await response.read()
                 try:
                     _, total = _content_range_total(response.headers.get("Content-Range"))
                 except ValueError as error:
                     raise RemoteError(f"bad range answer ({error}): {self.name}") from None
-                if total is None:
-                    raise RemoteError(f"the server does not say the object's size: {self.name}")
-            else:  # the whole object (a server that ignores ranges: read whole, as small objects are)
-                total = len(data)
+            else:  # the whole object, from a server that ignores ranges: only its first bytes are read
+                data = await _first_bytes(response.content, length)
+                total = response.content_length
+            if total is None:
+                raise RemoteError(f"the server does not say the object's size: {self.name}")
             modified = response.headers.get("Last-Modified")
             etag = response.headers.get("ETag")
             return ObjectIdentity(total, etag, None, _mtime_ns(modified), modified), data[:length]
