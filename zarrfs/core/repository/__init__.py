@@ -9,7 +9,6 @@ and a stat an entry and are kept while valid (listings.py); images are opened on
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -29,16 +28,19 @@ class Repository:
 
     path: str
     tree: RepositoryTree
-    mtime_ns: int  # the time shown for the served directories: the directory's, or when a URL was opened
 
     @classmethod
     def open(
         cls, path: str | os.PathLike[str], options: ServeOptions, repository: RepositoryOptions
     ) -> Repository:
         """Serve the directory (or the prefix at a URL) at ``path``: nothing is read until asked for."""
-        root = os.fspath(path)
-        tree = RepositoryTree(root, options, repository)
-        return cls(tree.root, tree, time.time_ns() if is_url(root) else os.stat(root).st_mtime_ns)
+        tree = RepositoryTree(os.fspath(path), options, repository)
+        return cls(tree.root, tree)
+
+    @property
+    def mtime_ns(self) -> int:
+        """The time shown for the served directories."""
+        return self.tree.access.mtime_ns()
 
     @property
     def description(self) -> str:

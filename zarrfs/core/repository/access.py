@@ -43,5 +43,9 @@ class TreeAccess(ABC):
         """The image of ``node`` as it was listed (a change since fails it, or its first read)."""
 
     @abstractmethod
+    def mtime_ns(self) -> int:
+        """The time shown for the served directories: the served directory's, or when a URL was opened."""
+
+    @abstractmethod
     def relative(self, path: str) -> str:
         """``path`` (under ``root``) relative to ``root``, for messages."""

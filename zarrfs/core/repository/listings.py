@@ -72,6 +72,9 @@ class LocalTree(TreeAccess):
     def open(self, node: ImageNode, options: ServeOptions, shared: SharedCaches) -> Dataset:
         return open_node(node, options, shared)
 
+    def mtime_ns(self) -> int:
+        return os.stat(self.root).st_mtime_ns
+
     def relative(self, path: str) -> str:
         return os.path.relpath(path, self.root)
 

@@ -82,6 +82,7 @@ class RemoteTree(TreeAccess):
         self.root = redact(self.url)
         self.http = protocol(self.url) in ("http", "https")
         self._secrets = (*options.secrets(), *url_secrets(self.url))
+        self._opened_ns = time.time_ns()
 
     def real(self, shown: str) -> str:
         """The URL (credentials included) of ``shown``, a URL under ``root`` as it is shown."""
@@ -93,6 +94,9 @@ class RemoteTree(TreeAccess):
 
     def version(self, directory: str) -> int | None:
         return None
+
+    def mtime_ns(self) -> int:
+        return self._opened_ns
 
     def _access(self, shown: str) -> ObjectAccess:
         fs, path = remote_filesystem(self.real(shown), self.options)
@@ -281,13 +285,16 @@ class _ObjectScan:
 
 
 def is_remote_repository(url: str, options: RemoteOptions) -> bool:
-    """Whether ``url`` names a prefix (no object, no store a reader opens) under which something is listed."""
+    """Whether ``url`` names a prefix (it ends in ``/``: a URL without is an object's, and asking would cost
+    every remote source a request) that no reader opens as one store, under which something is listed."""
     from zarrfs.sources.registry import REGISTRY
 
+    if not url.split("?", 1)[0].endswith("/"):
+        return False
     location = Location.of(url, options)
-    if not location.is_directory or any(reader.claims(location) for reader in REGISTRY.readers()):
+    if any(reader.claims(location) for reader in REGISTRY.readers()):
         return False
     try:
-        return bool(RemoteTree(url, options).list_directory(redact(url if url.endswith("/") else url + "/")))
+        return bool(RemoteTree(url, options).list_directory(redact(url)))
     except OSError:
         return False
