@@ -26,6 +26,13 @@ from remote_servers import KEY_ID, SECRET, MotoS3, Nginx, moto_s3, nginx
 from repository_cases import age, write_hdf5, write_nifti, write_tiff
 
 import zarrfs as zarrfs_module
+from zarrfs.core.dataset import SharedCaches
+from zarrfs.core.options import serve_options
+from zarrfs.core.repository import repository_options
+from zarrfs.core.repository.nodes import ImageNode
+from zarrfs.core.repository.remote import RemoteTree
+from zarrfs.core.staleness import SourceChangedError
+from zarrfs.sources.remote.options import RemoteOptions
 
 BUCKET = "repos"
 # New objects show within the remote listing's recheck (3 s) plus the kernel's entry timeout; with margin.
@@ -249,29 +256,51 @@ def test_new_object_appears_and_replaced_object_is_served_new_never_mixed(
     first, old = _tiff_bytes(11, (96, 96))
     remote.put(live + "first.tif", first)
     time.sleep(1.1)  # older than --settle 1 (the default) by the server's clock
-    with mounted(remote.url + live, tmp_path / "mnt") as mountpoint:  # type: ignore[arg-type]
+    # Nine chunks, of which the first row is read (and cached) before the object is replaced; one image open
+    # at a time, so the replaced one is opened again while its old listing may still be kept.
+    options = ("--chunks", "32,32", "--max-open", "1")
+    with mounted(remote.url + live, tmp_path / "mnt", *options) as mountpoint:  # type: ignore[arg-type]
         node = mountpoint / "first.ome.zarr"
-        np.testing.assert_array_equal(zarr.open_group(str(node), mode="r")["0"][...], old)
+        np.testing.assert_array_equal(zarr.open_group(str(node), mode="r")["0"][:32], old[:32])
         data, new_pixels = _tiff_bytes(12, (64, 80))
         remote.put(live + "second.tif", data)
         appeared = _wait_for(lambda: "second.ome.zarr" in os.listdir(mountpoint), APPEARS_WITHIN_S)
         second = zarr.open_group(str(mountpoint / "second.ome.zarr"), mode="r")["0"][...]
         np.testing.assert_array_equal(second, new_pixels)
-        # Replaced: another image of another shape under the same name.
-        replacement, replaced_pixels = _tiff_bytes(13, (80, 64))
+        # Replaced: another image of the same shape under the same name. Every whole read is the old image
+        # or the new one (or fails), never the old image's cached chunks beside the new one's.
+        replacement, replaced_pixels = _tiff_bytes(13, (96, 96))
         remote.put(live + "first.tif", replacement)
-        seen_new = False
-        deadline = time.monotonic() + APPEARS_WITHIN_S
-        while not seen_new:
-            assert time.monotonic() < deadline, "the replaced object was not served within the deadline"
+        started = time.monotonic()
+        served = old
+        while not np.array_equal(served, replaced_pixels):
+            assert time.monotonic() - started < APPEARS_WITHIN_S, "the replaced object is not served"
+            time.sleep(0.1)
             with contextlib.suppress(OSError, KeyError, ValueError):
                 served = zarr.open_group(str(node), mode="r")["0"][...]
-                if served.shape == old.shape and np.array_equal(served, old):
-                    continue  # still the old image, whole
-                np.testing.assert_array_equal(served, replaced_pixels)  # else the new one, whole
-                seen_new = True
-            time.sleep(0.1)
+                assert np.array_equal(served, old) or np.array_equal(served, replaced_pixels)
     print(f"new object visible after {appeared:.2f} s")
+
+
+def test_a_node_listed_before_its_object_was_replaced_is_not_opened(
+    http_server: Nginx, tree: tuple[Path, object]
+) -> None:
+    """A node's image opened after its object was replaced (its listing still kept) would serve the new
+    bytes under the old node's identity (and, over HTTP, its ETags): it fails instead, and says why."""
+    directory = tree[0] / "guard"
+    directory.mkdir()
+    write_tiff(directory / "image.tif", 21)
+    age(directory)
+    access = RemoteTree(f"{http_server.url}/guard/", RemoteOptions())
+    listing = access.scan(access.root, repository_options(settle=0), None)
+    node = listing.children["image.ome.zarr"]
+    assert isinstance(node, ImageNode)
+    write_tiff(directory / "new.tif", 22, (60, 60))
+    os.replace(directory / "new.tif", directory / "image.tif")
+    options = serve_options()
+    with pytest.raises(SourceChangedError, match=r"image\.tif was replaced since it was listed"):
+        access.open(node, options, SharedCaches.within(options.cache_bytes, 1))
+    assert access.changed(node)
 
 
 def test_credentials_never_shown(
