@@ -231,6 +231,24 @@ def test_info_lists_nodes_and_what_is_not_shown(remote: Remote) -> None:
     assert lines[-1] == "5 images (0 cannot be served), 1 entries not shown"
 
 
+def test_a_prefix_that_cannot_be_listed_is_one_line(http_server: Nginx, s3_server: MotoS3) -> None:
+    environment = {
+        "AWS_ACCESS_KEY_ID": KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_ENDPOINT_URL": s3_server.endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    missing = zarrfs("info", f"s3://{BUCKET}/no-such-prefix/", env=environment)
+    assert missing.returncode == 1
+    assert (
+        missing.stderr == f"zarrfs: error: not found: nothing is listed under s3://{BUCKET}/no-such-prefix/\n"
+    )
+    forbidden = zarrfs("info", f"{http_server.url}/forbidden/")  # a server that answers 403 for it
+    assert forbidden.returncode == 1
+    assert forbidden.stderr.startswith("zarrfs: error: access denied (HTTP 403 Forbidden): ")
+    assert len(forbidden.stderr.splitlines()) == 1
+
+
 def _wait_for(check: Callable[[], bool], within: float) -> float:
     started = time.monotonic()
     while not check():

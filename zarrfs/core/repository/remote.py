@@ -32,7 +32,7 @@ from zarrfs.core.repository.options import RepositoryOptions
 from zarrfs.core.repository.rules import RULE_FILE
 from zarrfs.core.repository.scan import CONTROL_DIRECTORY, Listing, claiming_reader
 from zarrfs.core.staleness import SourceChangedError
-from zarrfs.errors import ZarrfsError
+from zarrfs.errors import SourceError, ZarrfsError
 from zarrfs.sources.identity import FileIdentity
 from zarrfs.sources.registry import Location
 from zarrfs.sources.remote.access import KnownStart, ObjectAccess, access_for, describe_failure
@@ -286,7 +286,8 @@ class _ObjectScan:
 
 def is_remote_repository(url: str, options: RemoteOptions) -> bool:
     """Whether ``url`` names a prefix (it ends in ``/``: a URL without is an object's, and asking would cost
-    every remote source a request) that no reader opens as one store, under which something is listed."""
+    every remote source a request) that no reader opens as one store. A one-line SourceError when it cannot
+    be listed: a prefix with nothing under it (not found), a server that lists no directories (403)."""
     from zarrfs.sources.registry import REGISTRY
 
     if not url.split("?", 1)[0].endswith("/"):
@@ -295,6 +296,9 @@ def is_remote_repository(url: str, options: RemoteOptions) -> bool:
     if any(reader.claims(location) for reader in REGISTRY.readers()):
         return False
     try:
-        return bool(RemoteTree(url, options).list_directory(redact(url)))
-    except OSError:
-        return False
+        RemoteTree(url, options).list_directory(redact(url))
+    except FileNotFoundError:
+        raise SourceError(f"not found: nothing is listed under {redact(url)}") from None
+    except OSError as error:
+        raise SourceError(f"cannot list {redact(url)}: {error.strerror}") from None
+    return True
