@@ -66,9 +66,10 @@ class Nginx:
 
 
 @contextlib.contextmanager
-def nginx(root: Path, workdir: Path) -> Iterator[Nginx]:
-    """nginx serving ``root``; ``/forbidden/`` answers 403. Its workers run as this user (as root they would
-    drop to nobody, who may not read pytest's directories)."""
+def nginx(root: Path, workdir: Path, autoindex: bool = False) -> Iterator[Nginx]:
+    """nginx serving ``root``; ``/forbidden/`` answers 403; with ``autoindex``, directories are listed (its
+    HTML index pages). Its workers run as this user (as root they would drop to nobody, who may not read
+    pytest's directories)."""
     binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
     if binary is None:
         # Fails saying how to install it (a counted skip with ZARRFS_REQUIRE_FUSE=0).
@@ -98,6 +99,7 @@ http {{
   server {{
     listen {HOST}:{port};
     root {root};
+    autoindex {"on" if autoindex else "off"};
     location /forbidden/ {{ return 403; }}
   }}
 }}

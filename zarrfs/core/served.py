@@ -27,7 +27,7 @@ def open_served(
     series when it holds several and the reader's options pick none of them (``--series``, ``--dataset``);
     else the one image."""
     options = options or ServeOptions()
-    if is_repository(source, options.source):
+    if is_repository(source, options.source, options.remote):
         assert isinstance(source, str | os.PathLike)
         return Repository.open(source, options, repository or RepositoryOptions())
     before = identity_before(source)

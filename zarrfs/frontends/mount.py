@@ -286,11 +286,11 @@ def serve(
 
     live = isinstance(served, Repository)
     # The time shown for every entry: the directory's, or the (first) source file's.
-    described = served.path if isinstance(served, Repository) else served.files()[0]
+    mtime_ns = served.mtime_ns if isinstance(served, Repository) else identity_of(served.files()[0]).mtime_ns
     description = served.description
     operations = ZarrfsOperations(
         served.tree,
-        mtime_ns=identity_of(described).mtime_ns,
+        mtime_ns=mtime_ns,
         request_timeout=spec.request_timeout,
         on_init=when_serving,
     )

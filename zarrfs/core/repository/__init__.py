@@ -17,6 +17,7 @@ from zarrfs.core.repository.options import RepositoryOptions, repository_options
 from zarrfs.core.repository.tree import RepositoryTree
 from zarrfs.sources.registry import REGISTRY, Location
 from zarrfs.sources.remote import is_url
+from zarrfs.sources.remote.options import RemoteOptions
 
 __all__ = ["Repository", "RepositoryOptions", "RepositoryTree", "is_repository", "repository_options"]
 
@@ -32,9 +33,14 @@ class Repository:
     def open(
         cls, path: str | os.PathLike[str], options: ServeOptions, repository: RepositoryOptions
     ) -> Repository:
-        """Serve the directory at ``path``: nothing is read until asked for."""
-        root = os.path.abspath(os.fspath(path))
-        return cls(root, RepositoryTree(root, options, repository))
+        """Serve the directory (or the prefix at a URL) at ``path``: nothing is read until asked for."""
+        tree = RepositoryTree(os.fspath(path), options, repository)
+        return cls(tree.root, tree)
+
+    @property
+    def mtime_ns(self) -> int:
+        """The time shown for the served directories."""
+        return self.tree.access.mtime_ns()
 
     @property
     def description(self) -> str:
@@ -44,12 +50,17 @@ class Repository:
         self.tree.close()
 
 
-def is_repository(source: object, reader_options: Mapping[str, object] | None = None) -> bool:
-    """Whether ``source`` names a directory that no reader opens as one image (a repository to mirror)."""
+def is_repository(
+    source: object, reader_options: Mapping[str, object] | None = None, remote: RemoteOptions | None = None
+) -> bool:
+    """Whether ``source`` names a directory that no reader opens as one image (a repository to mirror): a
+    local one, or a prefix at a URL (reached with ``remote``) under which something is listed."""
     if not isinstance(source, str | os.PathLike) or (reader_options or {}).get("sequence_list") is not None:
         return False
-    if is_url(os.fspath(source)):  # repositories are local directories (a URL prefix: a store or nothing)
-        return False
+    if is_url(os.fspath(source)):
+        from zarrfs.core.repository.remote import is_remote_repository
+
+        return is_remote_repository(os.fspath(source), remote or RemoteOptions())
     location = Location.of(source)
     if not location.is_directory:
         return False

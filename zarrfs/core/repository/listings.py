@@ -1,13 +1,14 @@
 """Directory listings of a repository, kept while they are valid: a directory listed page by page (FUSE
 readdir, 100,000 entries) is scanned once, not once a page.
 
-A kept listing is used as it is for RECHECK_S; after that one stat of the directory says whether it is still
-valid: its mtime moves whenever an entry is added, removed or renamed. An mtime within MTIME_TRUST_S of now
-is not trusted (an entry added in the same clock tick as the scan leaves it unchanged), and neither is a
-listing that hides files still being written once they may have settled. Files rewritten in place leave the
-directory's mtime alone: their open image fails its next check (staleness) and the tree calls ``invalidate``;
-and a listing is scanned again after RESCAN_S whatever the mtime says (for images whose chunks are all
-cached, so that no read checks their files).
+A kept listing is used as it is for the access's ``recheck_s`` (RECHECK_S for a local directory, longer at a
+URL); after that one stat of the directory says whether it is still valid (a directory at a URL has no such
+version: it is listed again): its mtime moves whenever an entry is added, removed or renamed. An mtime within
+MTIME_TRUST_S of now is not trusted (an entry added in the same clock tick as the scan leaves it unchanged),
+and neither is a listing that hides files still being written once they may have settled. Files rewritten in
+place leave the directory's mtime alone: their open image fails its next check (staleness) and the tree
+calls ``invalidate``; and a listing is scanned again after RESCAN_S whatever the mtime says (for images whose
+chunks are all cached, so that no read checks their files).
 
 An image (or a directory) deleted or replaced stays "gone" for GONE_S, or until it is shown again: requests
 for it and inside it fail (EIO) rather than find nothing (ENOENT), which a Zarr client takes for a chunk never
@@ -24,20 +25,58 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from zarrfs.core.repository.nodes import ImageNode
+from zarrfs.core.dataset import Dataset, SharedCaches
+from zarrfs.core.options import ServeOptions
+from zarrfs.core.repository.access import TreeAccess
+from zarrfs.core.repository.nodes import ImageNode, open_node
 from zarrfs.core.repository.options import RepositoryOptions
 from zarrfs.core.repository.scan import Listing, scan_directory
 from zarrfs.core.tree import WouldBlock
+from zarrfs.sources.identity import FileIdentity, change_since
 
 log = logging.getLogger(__name__)
 
-# New and deleted files show within this (plus the kernel's entry timeout): well within 2 s.
+# A local listing is used this long before its directory's mtime is checked: new and deleted files show
+# within this (plus the kernel's entry timeout), well within 2 s.
 RECHECK_S = 0.5
 MTIME_TRUST_S = 1.0
 RESCAN_S = 10.0
 # Listings kept; each holds a node per entry (a 100,000-entry directory's is about 30 MB).
 KEPT_LISTINGS = 256
 GONE_S = 30.0
+
+
+class LocalTree(TreeAccess):
+    """A local directory: readdir and a stat an entry (scan.py); files checked by their identity."""
+
+    recheck_s = RECHECK_S
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.root_real = os.path.realpath(root)
+
+    def version(self, directory: str) -> int | None:
+        return os.stat(directory).st_mtime_ns
+
+    def scan(self, directory: str, options: RepositoryOptions, previous: Listing | None) -> Listing:
+        return scan_directory(directory, self.root_real, options, previous)
+
+    def changed(self, node: ImageNode) -> bool:
+        listed = zip(node.paths, node.identities, strict=True)
+        return any(
+            change_since(path, identity) is not None
+            for path, identity in listed
+            if isinstance(identity, FileIdentity)
+        )
+
+    def open(self, node: ImageNode, options: ServeOptions, shared: SharedCaches) -> Dataset:
+        return open_node(node, options, shared)
+
+    def mtime_ns(self) -> int:
+        return os.stat(self.root).st_mtime_ns
+
+    def relative(self, path: str) -> str:
+        return os.path.relpath(path, self.root)
 
 
 @dataclass
@@ -53,9 +92,9 @@ class Listings:
     (deleted or replaced files), whose open images are to be dropped."""
 
     def __init__(
-        self, root: str, options: RepositoryOptions, on_gone: Callable[[Iterable[ImageNode]], None]
+        self, access: TreeAccess, options: RepositoryOptions, on_gone: Callable[[Iterable[ImageNode]], None]
     ) -> None:
-        self.root_real = os.path.realpath(root)
+        self.access = access
         self.options = options
         self.on_gone = on_gone
         self._kept: OrderedDict[str, _Kept] = OrderedDict()
@@ -79,7 +118,7 @@ class Listings:
             with self._lock:
                 kept = self._kept.get(directory)
             try:
-                status = os.stat(directory)
+                version = self.access.version(directory)
             except FileNotFoundError:
                 self._drop(directory)
                 raise
@@ -87,7 +126,8 @@ class Listings:
             if (
                 kept is not None
                 and kept.trusted
-                and status.st_mtime_ns == kept.listing.mtime_ns
+                and version is not None
+                and version == kept.listing.mtime_ns
                 and time.time() < kept.listing.settles_at
                 and now - kept.scanned_at < RESCAN_S
             ):
@@ -112,19 +152,19 @@ class Listings:
             kept = self._kept.get(directory)
             if kept is not None:
                 kept.trusted = False
-                kept.checked_at = -RECHECK_S
+                kept.checked_at = -self.access.recheck_s
 
     def _fresh(self, directory: str) -> _Kept | None:
         with self._lock:
             kept = self._kept.get(directory)
-            if kept is not None and time.monotonic() - kept.checked_at < RECHECK_S:
+            if kept is not None and time.monotonic() - kept.checked_at < self.access.recheck_s:
                 self._kept.move_to_end(directory)
                 return kept
         return None
 
     def _scan(self, directory: str, previous: Listing | None) -> Listing:
         try:
-            return scan_directory(directory, self.root_real, self.options, previous)
+            return self.access.scan(directory, self.options, previous)
         except FileNotFoundError:
             self._drop(directory)
             raise

@@ -13,6 +13,7 @@ from zarrfs.core.options import ServeOptions
 from zarrfs.core.repository.rules import SequenceRule
 from zarrfs.sources.identity import FileIdentity
 from zarrfs.sources.registry import REGISTRY
+from zarrfs.sources.remote.identity import ObjectIdentity
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class ImageNode:
     is another node (another ``key``): never served as a mix of the two."""
 
     paths: tuple[str, ...]
-    identities: tuple[FileIdentity, ...]
+    identities: tuple[FileIdentity | ObjectIdentity, ...]  # a file's, or an object's at a URL
     reader: str  # the name of the reader that claimed it
     rule: SequenceRule | None = None  # for the files of a sequence rule
 
@@ -55,9 +56,14 @@ def _reader_options(node: ImageNode, options: ServeOptions) -> dict[str, object]
     return {name: value for name, value in options.source.items() if name in takes}
 
 
-def open_node(node: ImageNode, options: ServeOptions, shared: SharedCaches) -> Dataset:
-    """Open the image of ``node`` as it was listed: a change since then fails its first read (staleness)."""
+def open_node(
+    node: ImageNode, options: ServeOptions, shared: SharedCaches, url: str | None = None
+) -> Dataset:
+    """Open the image of ``node`` as it was listed: a change since then fails its first read (staleness).
+    ``url``: where the node's one object is, credentials included (its path is the URL as shown)."""
     node_options = dataclasses.replace(options, source=_reader_options(node, options))
-    source = list(node.paths) if node.rule is not None else node.paths[0]
-    known = dict(zip(node.paths, node.identities, strict=True))
+    source = list(node.paths) if node.rule is not None else url or node.paths[0]
+    # An object at a URL is watched from its identity at open (the caller compares it with the listed one).
+    listed = zip(node.paths, node.identities, strict=True)
+    known = {path: identity for path, identity in listed if isinstance(identity, FileIdentity)}
     return open_dataset(source, node_options, shared, node.key, known)

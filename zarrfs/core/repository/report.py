@@ -47,7 +47,7 @@ def report(tree: RepositoryTree) -> Report:
             lines.append(f"  not shown  {printable(served)}: {printable(node)}")
         elif isinstance(node, ImageNode):
             images += 1
-            source = os.path.relpath(real, tree.root)
+            source = tree.access.relative(real)
             try:
                 with tree.images.using(node) as dataset:
                     info = dataset.source.info

@@ -18,6 +18,7 @@ from zarrfs.core.repository.rules import RULE_FILE, RuleError, SequenceRule, rea
 from zarrfs.errors import ZarrfsError
 from zarrfs.sources.identity import FileIdentity
 from zarrfs.sources.registry import REGISTRY, Location
+from zarrfs.sources.remote.identity import ObjectIdentity
 from zarrfs.sources.sequence.names import natural_key
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ class Listing:
     hidden: dict[str, str]
     mtime_ns: int  # the directory's when scanned
     settles_at: float  # wall time at which a file hidden as still being written may be shown
-    claims: dict[str, tuple[FileIdentity, str | None]] = field(default_factory=dict)  # real name -> claim
+    # Real name -> the identity it had when claimed, and the claiming reader's name (None: no reader).
+    claims: dict[str, tuple[FileIdentity | ObjectIdentity, str | None]] = field(default_factory=dict)
     # Served names of images deleted or replaced since an earlier scan -> until when (monotonic) requests
     # inside them fail (see listings.py).
     gone: dict[str, float] = field(default_factory=dict)
@@ -56,7 +58,7 @@ def _changed_at(status: os.stat_result) -> float:
     return max(status.st_mtime, status.st_ctime)
 
 
-def _claim(location: Location) -> str | None:
+def claiming_reader(location: Location) -> str | None:
     """The name of the first reader that claims ``location``, or None. SourceError when its first bytes
     cannot be read."""
     for reader in REGISTRY.readers():
@@ -101,7 +103,7 @@ class _Scan:
         self.directories: dict[str, DirectoryNode] = {}
         self.images: dict[str, ImageNode] = {}
         self.bases: dict[str, str] = {}  # image key -> the name its served name is made of
-        self.claims: dict[str, tuple[FileIdentity, str | None]] = {}
+        self.claims: dict[str, tuple[FileIdentity | ObjectIdentity, str | None]] = {}
         self.settles_at = float("inf")
 
     def _settled(self, name: str, status: os.stat_result) -> bool:
@@ -116,7 +118,9 @@ class _Scan:
         """The claiming reader's name (None: no reader), reusing the last scan's answer for an unchanged
         entry; SourceError when the file cannot be read."""
         known = self.previous.get(name)
-        reader = known[1] if known is not None and known[0] == identity else _claim(Location((path,)))
+        reader = (
+            known[1] if known is not None and known[0] == identity else claiming_reader(Location((path,)))
+        )
         self.claims[name] = (identity, reader)
         return reader
 

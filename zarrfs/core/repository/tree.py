@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import posixpath
 import threading
 import time
@@ -21,15 +20,16 @@ from typing import Any
 from zarrfs.core.dataset import Dataset, SharedCaches
 from zarrfs.core.levels import ChunkReadError
 from zarrfs.core.options import ServeOptions
-from zarrfs.core.repository.listings import Listings
-from zarrfs.core.repository.nodes import DirectoryNode, ImageNode, open_node
+from zarrfs.core.repository.access import TreeAccess
+from zarrfs.core.repository.listings import Listings, LocalTree
+from zarrfs.core.repository.nodes import DirectoryNode, ImageNode
 from zarrfs.core.repository.options import RepositoryOptions
 from zarrfs.core.repository.pool import OpenImages
 from zarrfs.core.repository.scan import CONTROL_DIRECTORY, Listing
 from zarrfs.core.repository.stats import stats_document
 from zarrfs.core.staleness import SourceChangedError
 from zarrfs.core.tree import DIRECTORY, Entry, FileBytes, WouldBlock
-from zarrfs.sources.identity import change_since
+from zarrfs.sources.remote import is_url
 
 STATS_FILE = "stats.json"
 # The stats document is made again at most this often (a lookup and the reads after it see one version).
@@ -71,12 +71,16 @@ class RepositoryTree:
     """A directory tree of images served live (see zarrfs.core.repository)."""
 
     def __init__(self, root: str, options: ServeOptions, repository: RepositoryOptions) -> None:
-        self.root = os.path.abspath(root)
+        """``root``: a local directory, or a URL of a prefix (an S3 prefix, a listable HTTP directory)."""
+        self.access = _access(root, options)
+        self.root = self.access.root  # as it may be shown: a URL without credentials
         self.options = options
         self.repository = repository
         self.shared = SharedCaches.within(options.cache_bytes, repository.max_open)
-        self.images = OpenImages(lambda node: open_node(node, options, self.shared), repository.max_open)
-        self.listings = Listings(self.root, repository, self.images.retire)
+        self.images = OpenImages(
+            lambda node: self.access.open(node, options, self.shared), repository.max_open
+        )
+        self.listings = Listings(self.access, repository, self.images.retire)
         self._chunks_served = 0
         self._errors: collections.Counter[str] = collections.Counter()
         self._counts_lock = threading.Lock()
@@ -127,7 +131,7 @@ class RepositoryTree:
                 yield dataset
         except (SourceChangedError, ChunkReadError) as error:
             self._count_error(node)
-            if isinstance(error, SourceChangedError) or _changed(node):
+            if isinstance(error, SourceChangedError) or self.access.changed(node):
                 self.images.retire([node])
                 self.listings.invalidate(inside.directory)
             raise
@@ -288,7 +292,9 @@ def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
     yield from rest
 
 
-def _changed(node: ImageNode) -> bool:
-    """Whether any file of ``node`` is no longer as listed: a stat a file."""
-    listed = zip(node.paths, node.identities, strict=True)
-    return any(change_since(path, identity) is not None for path, identity in listed)
+def _access(root: str, options: ServeOptions) -> TreeAccess:
+    if is_url(root):
+        from zarrfs.core.repository.remote import RemoteTree
+
+        return RemoteTree(root, options.remote)
+    return LocalTree(root)

@@ -36,6 +36,19 @@ def _mtime_ns(header: str | None) -> int:
         return 0
 
 
+async def _first_bytes(stream: Any, length: int) -> bytes:
+    """Up to ``length`` bytes from the start of an aiohttp response body (the rest is not read)."""
+    pieces: list[bytes] = []
+    count = 0
+    while count < length:
+        piece = await stream.read(length - count)
+        if not piece:
+            break
+        pieces.append(piece)
+        count += len(piece)
+    return b"".join(pieces)
+
+
 def _content_range_total(header: str | None) -> tuple[int, int | None]:
     """(first byte, total size) of a ``bytes a-b/total`` header; total None when ``*``."""
     if not header or not header.startswith("bytes "):
@@ -67,6 +80,13 @@ class ObjectAccess(ABC):
         protocol allows)."""
         identity = await self.head()
         return identity, await self.get(0, identity.size, identity) if identity.size else b""
+
+    async def probe(self, length: int) -> tuple[ObjectIdentity, bytes]:
+        """The object's identity and its first ``length`` bytes (fewer for a smaller object), unpinned: one
+        request where the protocol allows (a repository's listing sniffs each object so)."""
+        identity = await self.head()
+        stop = min(length, identity.size)
+        return identity, await self.get(0, stop, identity) if stop else b""
 
     def _check_changed(self, pinned: ObjectIdentity, total: int | None, etag: str | None) -> None:
         now = ObjectIdentity(pinned.size if total is None else total, etag or pinned.etag)
@@ -118,6 +138,29 @@ class HttpAccess(ObjectAccess):
                 len(data), response.headers.get("ETag"), None, _mtime_ns(modified), modified
             )
             return identity, data
+
+    async def probe(self, length: int) -> tuple[ObjectIdentity, bytes]:
+        session = await self.fs.set_session()
+        headers = {"Range": f"bytes=0-{length - 1}"}
+        async with session.get(self.fs.encode_url(self.path), **self._request_kwargs(headers)) as response:
+            if response.status == 416:  # no byte 0: an empty object
+                return ObjectIdentity(0, response.headers.get("ETag")), b""
+            if response.status >= 400:
+                raise status_error(response.status, response.reason or "", self.name)
+            if response.status == 206:
+                data = await response.read()
+                try:
+                    _, total = _content_range_total(response.headers.get("Content-Range"))
+                except ValueError as error:
+                    raise RemoteError(f"bad range answer ({error}): {self.name}") from None
+            else:  # the whole object, from a server that ignores ranges: only its first bytes are read
+                data = await _first_bytes(response.content, length)
+                total = response.content_length
+            if total is None:
+                raise RemoteError(f"the server does not say the object's size: {self.name}")
+            modified = response.headers.get("Last-Modified")
+            etag = response.headers.get("ETag")
+            return ObjectIdentity(total, etag, None, _mtime_ns(modified), modified), data[:length]
 
     async def get(self, start: int, stop: int, pinned: ObjectIdentity) -> bytes:
         headers = {"Range": f"bytes={start}-{stop - 1}"}
@@ -177,6 +220,27 @@ class S3Access(ObjectAccess):
     async def head(self) -> ObjectIdentity:
         kwargs = {"VersionId": self.version} if self.version else {}
         return _s3_identity(await self._call("head_object", **kwargs))
+
+    async def probe(self, length: int) -> tuple[ObjectIdentity, bytes]:
+        kwargs = {"VersionId": self.version} if self.version else {}
+        try:
+            answer = await self._call("get_object", Range=f"bytes=0-{length - 1}", **kwargs)
+        except OSError as error:
+            if _s3_error_code(error) != "InvalidRange":
+                raise
+            return await self.head(), b""  # no byte 0: an empty object
+        body = answer["Body"]
+        try:
+            data: bytes = await body.read()
+        finally:
+            body.close()
+        try:
+            _, total = _content_range_total(answer.get("ContentRange"))
+        except ValueError:
+            total = None
+        identity = _s3_identity(answer)
+        size = len(data) if total is None else total
+        return ObjectIdentity(size, identity.etag, identity.version, identity.mtime_ns), data
 
     async def get_whole(self) -> tuple[ObjectIdentity, bytes]:
         kwargs = {"VersionId": self.version} if self.version else {}
@@ -248,6 +312,24 @@ class FsspecAccess(ObjectAccess):
 
     async def get(self, start: int, stop: int, pinned: ObjectIdentity) -> bytes:
         return self._check_length(await call(self.fs, "cat_file", self.path, start, stop), start, stop)
+
+
+class KnownStart(ObjectAccess):
+    """The object of ``inner`` whose first bytes are known already (a probe fetched them): reads within
+    them make no request."""
+
+    def __init__(self, inner: ObjectAccess, first: bytes) -> None:
+        super().__init__(inner.fs, inner.path, inner.name)
+        self.inner = inner
+        self.first = first
+
+    async def head(self) -> ObjectIdentity:
+        return await self.inner.head()
+
+    async def get(self, start: int, stop: int, pinned: ObjectIdentity) -> bytes:
+        if stop <= len(self.first):
+            return self.first[start:stop]
+        return await self.inner.get(start, stop, pinned)
 
 
 def access_for(fs: AbstractFileSystem, path: str, name: str) -> ObjectAccess:

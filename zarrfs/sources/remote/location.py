@@ -27,7 +27,10 @@ class RemoteLocation:
         self._lock = threading.Lock()
 
     def is_object(self) -> bool:
-        """Whether there is an object at the URL (opening it); False on 403 or 404, kept in ``missing``."""
+        """Whether there is an object at the URL (opening it); False on 403 or 404, kept in ``missing``, and
+        for a URL ending in ``/``, which names a prefix (an HTTP server may answer it with an index page)."""
+        if self.url.split("?", 1)[0].endswith("/"):
+            return False
         if self.missing is None:
             try:
                 self.file()
@@ -63,3 +66,20 @@ class RemoteLocation:
         file = self.file()
         file.blocks.resize(max(cache_bytes, file.blocks.block_bytes * 8))
         return file
+
+
+class ProbedLocation(RemoteLocation):
+    """An object whose identity and first bytes one request fetched (a repository's listing): readers
+    sniff those; a read beyond them is a pinned range request."""
+
+    def __init__(self, url: str, options: RemoteOptions, remote: RemoteObject, first: bytes) -> None:
+        super().__init__(url, options)
+        self.first = first
+        # Blocks of the probe's length: the first one is the probe.
+        self._file = RemoteFile(remote, BlockCache(remote, SNIFF_CACHE_BYTES, max(len(first), 1)))
+
+    def is_object(self) -> bool:
+        return True
+
+    def header(self, length: int) -> bytes:
+        return self.first[:length]

@@ -74,7 +74,7 @@ class RemoteObject:
         name = redact(url)
         fs, path = remote_filesystem(url, options)
         access = access_for(fs, path, name)
-        secrets = (*options.secrets(), *_url_secrets(url))
+        secrets = (*options.secrets(), *url_secrets(url))
         try:
             if whole:
                 identity, data = run(access.loop, lambda: attempt(access.get_whole, f"GET {name}"))
@@ -86,10 +86,18 @@ class RemoteObject:
             raise RemoteError(scrub(str(error), secrets), error.status) from None
         except Exception as error:
             raise RemoteError(f"cannot open {name} ({scrub(describe_failure(error), secrets)})") from None
-        digest = hashlib.sha256(f"{url}\0{identity.etag}\0{identity.version}\0{identity.size}".encode())
-        remote = cls(access, identity, secrets, digest.hexdigest())
+        remote = cls.known(access, identity, url, options)
         _OPEN[name] = remote
         return remote, data
+
+    @classmethod
+    def known(
+        cls, access: ObjectAccess, identity: ObjectIdentity, url: str, options: RemoteOptions
+    ) -> RemoteObject:
+        """The object at ``url`` pinned to ``identity``, known already (no request)."""
+        secrets = (*options.secrets(), *url_secrets(url))
+        digest = hashlib.sha256(f"{url}\0{identity.etag}\0{identity.version}\0{identity.size}".encode())
+        return cls(access, identity, secrets, digest.hexdigest())
 
     def __repr__(self) -> str:
         return f"RemoteObject({self.name!r}, {self.identity})"
@@ -171,7 +179,7 @@ def fetch_whole(fs: AbstractFileSystem, path: str, name: str, options: RemoteOpt
     except FileNotFoundError:
         return None
     except Exception as error:
-        secrets = (*options.secrets(), *_url_secrets(path))
+        secrets = (*options.secrets(), *url_secrets(path))
         raise RemoteError(f"cannot read {name} ({scrub(describe_failure(error), secrets)})") from None
     return data
 
@@ -182,7 +190,7 @@ def list_directories(fs: AbstractFileSystem, path: str, name: str, options: Remo
     try:
         entries = _call(fs, "ls", path, True)
     except Exception as error:
-        secrets = (*options.secrets(), *_url_secrets(path))
+        secrets = (*options.secrets(), *url_secrets(path))
         log.debug("cannot list %s: %s", name, scrub(describe_failure(error), secrets))
         return []
     names = (
@@ -193,7 +201,7 @@ def list_directories(fs: AbstractFileSystem, path: str, name: str, options: Remo
     return sorted(names)
 
 
-def _url_secrets(url: str) -> tuple[str, ...]:
+def url_secrets(url: str) -> tuple[str, ...]:
     """The user info and query string of ``url``: never shown, even inside a library's message."""
     from urllib.parse import urlsplit
 
