@@ -229,11 +229,7 @@ class S3Access(ObjectAccess):
             if _s3_error_code(error) != "InvalidRange":
                 raise
             return await self.head(), b""  # no byte 0: an empty object
-        body = answer["Body"]
-        try:
-            data: bytes = await body.read()
-        finally:
-            body.close()
+        data = await _body(answer)
         try:
             _, total = _content_range_total(answer.get("ContentRange"))
         except ValueError:
@@ -245,11 +241,7 @@ class S3Access(ObjectAccess):
     async def get_whole(self) -> tuple[ObjectIdentity, bytes]:
         kwargs = {"VersionId": self.version} if self.version else {}
         answer = await self._call("get_object", **kwargs)
-        body = answer["Body"]
-        try:
-            data: bytes = await body.read()
-        finally:
-            body.close()
+        data = await _body(answer)
         return _s3_identity(answer), data
 
     async def get(self, start: int, stop: int, pinned: ObjectIdentity) -> bytes:
@@ -261,17 +253,23 @@ class S3Access(ObjectAccess):
             else {}
         )
         answer = await self._call("get_object", Range=f"bytes={start}-{stop - 1}", **pin)
-        body = answer["Body"]
-        try:
-            data: bytes = await body.read()
-        finally:
-            body.close()
+        data = await _body(answer)
         try:
             _, total = _content_range_total(answer.get("ContentRange"))
         except ValueError:
             total = int(answer.get("ContentLength", -1)) if start == 0 and stop == pinned.size else None
         self._check_changed(pinned, total, answer.get("ETag"))
         return self._check_length(data, start, stop)
+
+
+async def _body(answer: dict[str, Any]) -> bytes:
+    """The body of an S3 GET answer, read whole; its stream closed either way."""
+    body = answer["Body"]
+    try:
+        data: bytes = await body.read()
+    finally:
+        body.close()
+    return data
 
 
 def _s3_identity(answer: dict[str, Any]) -> ObjectIdentity:
