@@ -299,3 +299,43 @@ def test_a_sequence_file_rewritten_in_place_fails_then_serves_the_new_volume(
         np.testing.assert_array_equal(after[[0, 2]], before[[0, 2]])
     finally:
         store.close()
+
+
+def test_listing_a_node_that_cannot_be_opened_in_time_is_an_io_error_not_a_hang(
+    tmp_path: Path,
+) -> None:
+    """A readdir of an image node opens the image: it runs where --timeout applies (an image on a stuck file
+    system, or at a URL that stopped answering, must not hold the caller for ever), while the repository's
+    own listings keep being answered."""
+    import errno
+    import threading
+
+    from zarrfs.frontends.fuse_ops import ZarrfsOperations
+
+    write_tiff(tmp_path / "slow.tif", 1)
+    tree = _tree(tmp_path)
+    released = threading.Event()
+    opener = tree.images._opener
+
+    def stuck_open(node: object) -> object:
+        released.wait(30)
+        return opener(node)
+
+    tree.images._opener = stuck_open
+    operations = ZarrfsOperations(tree, mtime_ns=0, request_timeout=0.5)
+    try:
+        assert [name for name, _, _ in operations.readdir_with_offset("/", 0, 0)] == [
+            ".",
+            "..",
+            "slow.ome.zarr",
+        ]
+        started = time.monotonic()
+        with pytest.raises(OSError) as raised:
+            list(operations.readdir_with_offset("/slow.ome.zarr", 0, 0))
+        assert raised.value.errno == errno.EIO
+        assert time.monotonic() - started < 5
+        assert [name for name, _, _ in operations.readdir_with_offset("/", 2, 0)] == ["slow.ome.zarr"]
+    finally:
+        released.set()
+        operations.destroy("/")
+        tree.close()

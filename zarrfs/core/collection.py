@@ -55,11 +55,11 @@ class SeriesTree:
         tree, inner = self._route(path)
         return tree.computed_depth(inner)
 
-    def listdir(self, path: str, start: int = 0) -> Iterator[str]:
+    def listdir(self, path: str, start: int = 0, blocking: bool = True) -> Iterator[str]:
         if not split_path(path):
             return iter(self._root[start:])
         tree, inner = self._route(path)
-        return tree.listdir(inner, start)
+        return tree.listdir(inner, start, blocking)
 
     def read(self, path: str, offset: int, size: int, blocking: bool = True) -> FileBytes:
         tree, inner = self._route(path)

@@ -60,7 +60,7 @@ class ServedTree(Protocol):
 
     def stat(self, path: str, blocking: bool = True) -> Entry | None: ...
 
-    def listdir(self, path: str, start: int = 0) -> Iterator[str]: ...
+    def listdir(self, path: str, start: int = 0, blocking: bool = True) -> Iterator[str]: ...
 
     def is_document(self, path: str) -> bool: ...
 
@@ -214,9 +214,10 @@ class VirtualTree:
         chunk = self._chunk_path("/".join(split_path(path)))
         return 0 if chunk is None or chunk.is_dir else chunk.files.computed_depth
 
-    def listdir(self, path: str, start: int = 0) -> Iterator[str]:
+    def listdir(self, path: str, start: int = 0, blocking: bool = True) -> Iterator[str]:
         """Names in the directory at ``path`` from the ``start``-th on, produced lazily: a chunk directory can
-        hold millions, and a reader that lists it page by page must not cost a full listing per page.
+        hold millions, and a reader that lists it page by page must not cost a full listing per page. (Never
+        work that could wait: ``blocking`` is for the calling convention.)
 
         Raises NotADirectoryError or FileNotFoundError."""
         parts = split_path(path)

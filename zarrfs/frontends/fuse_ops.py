@@ -138,7 +138,11 @@ class ZarrfsOperations:
         if not self._stat(path).is_dir:
             raise _refusal(errno.ENOTDIR)
         special = [".", ".."][offset:]
-        names = self.tree.listdir(path, start=max(0, offset - 2))
+        try:
+            # A repository's listing may scan a directory or open an image: in a worker, within --timeout.
+            names = self.requests.answer(self.tree.listdir, path, max(0, offset - 2))
+        except Exception as error:
+            raise _refusal(_errno_for(path, error)) from None
         for position, name in enumerate(itertools.chain(special, names), start=offset + 1):
             yield name, None, position
 

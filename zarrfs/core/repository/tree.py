@@ -157,11 +157,13 @@ class RepositoryTree:
         with self._image(where, blocking) as dataset:
             return dataset.tree.stat(where.path, blocking)
 
-    def listdir(self, path: str, start: int = 0) -> Iterator[str]:
-        where = self._resolve(path, True)
+    def listdir(self, path: str, start: int = 0, blocking: bool = True) -> Iterator[str]:
+        """As VirtualTree.listdir; a non-blocking call raises WouldBlock where it would scan a directory or
+        open an image (the caller asks again where a time limit applies)."""
+        where = self._resolve(path, blocking)
         if isinstance(where, _Directory):
             try:
-                names = self.listings.get(where.path).names
+                names = self.listings.get(where.path, blocking).names
             except FileNotFoundError:
                 if where.path != self.root:
                     raise
@@ -173,8 +175,8 @@ class RepositoryTree:
             raise FileNotFoundError(path) if where.path != STATS_FILE else NotADirectoryError(path)
         if where is None:
             raise FileNotFoundError(path)
-        with self._image(where, True) as dataset:
-            names_inside = dataset.tree.listdir(where.path, start)
+        with self._image(where, blocking) as dataset:
+            names_inside = dataset.tree.listdir(where.path, start, blocking)
             first = next(names_inside, None)  # raises here what the image's tree raises
         return iter([]) if first is None else _chain(first, names_inside)
 
