@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from remote_cases import write_all, write_zarr_stores
-from remote_servers import BUCKET, KEY_ID, SECRET, MotoS3, Nginx, moto_s3, nginx
+from remote_servers import KEY_ID, SECRET, MotoS3, Nginx, moto_s3, nginx
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +34,8 @@ def http(cases: dict[str, Path], stores: object, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="module")
 def s3(cases: dict[str, Path], stores: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
     """moto's S3 with every case uploaded to BUCKET (with the credentials KEY_ID and SECRET)."""
-    import boto3
-
     with moto_s3(tmp_path_factory.mktemp("moto")) as server:
-        client = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint,
-            aws_access_key_id=KEY_ID,
-            aws_secret_access_key=SECRET,
-            region_name="us-east-1",
-        )
-        client.create_bucket(Bucket=BUCKET)
-        root = next(iter(cases.values())).parent
-        for path in sorted(root.rglob("*")):
-            if path.is_file():
-                client.upload_file(str(path), BUCKET, str(path.relative_to(root)))
+        server.upload(next(iter(cases.values())).parent)
         yield server
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mounting import require_tools
 
@@ -130,6 +131,26 @@ class MotoS3:
 
     def count(self, key: str) -> int:
         return sum(1 for line in self.requests() if f"/{key} " in line or f"/{key}?" in line)
+
+    def client(self) -> Any:
+        """A boto3 S3 client of this server, with the test credentials KEY_ID and SECRET."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=KEY_ID,
+            aws_secret_access_key=SECRET,
+            region_name="us-east-1",
+        )
+
+    def upload(self, root: Path, bucket: str = BUCKET) -> None:
+        """Create ``bucket`` and put every file under ``root`` into it, keyed by its path below ``root``."""
+        client = self.client()
+        client.create_bucket(Bucket=bucket)
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                client.upload_file(str(path), bucket, str(path.relative_to(root)))
 
 
 @contextlib.contextmanager

@@ -81,33 +81,13 @@ def http_server(tree: tuple[Path, object], tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def s3_server(tree: tuple[Path, object], tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    import boto3
-
     with moto_s3(tmp_path_factory.mktemp("moto")) as server:
-        client = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint,
-            aws_access_key_id=KEY_ID,
-            aws_secret_access_key=SECRET,
-            region_name="us-east-1",
-        )
-        client.create_bucket(Bucket=BUCKET)
-        for path in sorted(tree[0].rglob("*")):
-            if path.is_file():
-                client.upload_file(str(path), BUCKET, str(path.relative_to(tree[0])))
+        server.upload(tree[0], BUCKET)
         yield server
 
 
 def _s3_put(server: MotoS3) -> Callable[[str, bytes], None]:
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=server.endpoint,
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
-        region_name="us-east-1",
-    )
+    client = server.client()
     return lambda key, data: client.put_object(Bucket=BUCKET, Key=key, Body=data)
 
 
