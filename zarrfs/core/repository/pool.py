@@ -82,24 +82,28 @@ class OpenImages:
             slot.users += 1
         return slot
 
+    def _ready(self, node: ImageNode) -> _Slot | None:
+        """The node's open slot, taken by the caller, or None; ImageOpenError when its open failed. Under the
+        lock."""
+        slot = self._held(node.key)
+        if slot is None and node.key in self._failed:
+            raise ImageOpenError(node, self._failed[node.key])
+        return slot
+
     def _take(self, node: ImageNode, blocking: bool) -> _Slot:
         key = node.key
         with self._lock:
-            slot = self._held(key)
+            slot = self._ready(node)
             if slot is not None:
                 return slot
-            if key in self._failed:
-                raise ImageOpenError(node, self._failed[key])
             if not blocking:
                 raise WouldBlock
             opening = self._opening.setdefault(key, threading.Lock())
         with opening:  # one open of a node at a time; those waiting use its result
             with self._lock:
-                slot = self._held(key)
+                slot = self._ready(node)
                 if slot is not None:
                     return slot
-                if key in self._failed:
-                    raise ImageOpenError(node, self._failed[key])
             try:
                 dataset = self._opener(node)
             except Exception as error:
