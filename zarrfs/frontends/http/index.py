@@ -7,7 +7,8 @@ import html
 import json
 import os
 import urllib.parse
-from typing import Any, Protocol
+from abc import ABC, abstractmethod
+from typing import Any
 
 from zarrfs.core.collection import SeriesCollection
 from zarrfs.core.dataset import Dataset
@@ -16,13 +17,21 @@ from zarrfs.core.repository import Repository
 VIZARR = "https://hms-dbmi.github.io/vizarr/?source="
 
 
-class Page(Protocol):
-    def json(self, base: str) -> bytes: ...
+class Page(ABC):
+    """The index page of what is served: its description as JSON, or as HTML for a browser."""
 
+    @abstractmethod
+    def describe(self, base: str) -> dict[str, Any]:
+        """What is served, with URLs under ``base``."""
+
+    def json(self, base: str) -> bytes:
+        return (json.dumps(self.describe(base), indent=2) + "\n").encode()
+
+    @abstractmethod
     def html(self, base: str) -> bytes: ...
 
 
-class Index:
+class Index(Page):
     def __init__(self, dataset: Dataset, precomputed: list[str]) -> None:
         self.dataset = dataset
         self.precomputed = precomputed
@@ -60,9 +69,6 @@ class Index:
             "viewers": viewers,
         }
 
-    def json(self, base: str) -> bytes:
-        return (json.dumps(self.describe(base), indent=2) + "\n").encode()
-
     def html(self, base: str) -> bytes:
         about = self.describe(base)
         rows = "".join(
@@ -88,7 +94,7 @@ class Index:
         return page.encode()
 
 
-class RepositoryIndex:
+class RepositoryIndex(Page):
     """The page of a served repository: its top-level entries (images are ``<name>.ome.zarr``) and where its
     statistics are. Neuroglancer precomputed is not served for repository images."""
 
@@ -103,9 +109,6 @@ class RepositoryIndex:
             "entries": list(tree.listdir("")),
             "statistics": f"{base}.zarrfs/stats.json",
         }
-
-    def json(self, base: str) -> bytes:
-        return (json.dumps(self.describe(base), indent=2) + "\n").encode()
 
     def html(self, base: str) -> bytes:
         about = self.describe(base)
@@ -123,7 +126,7 @@ Statistics: <a href=".zarrfs/stats.json">.zarrfs/stats.json</a>.</p>
         return page.encode()
 
 
-class SeriesIndex:
+class SeriesIndex(Page):
     """The page of a collection of series: per series its path, name and Index (viewer strings included)."""
 
     def __init__(self, collection: SeriesCollection) -> None:
@@ -138,9 +141,6 @@ class SeriesIndex:
         ]
         name = os.path.basename(self.collection.path)
         return {"source": name, "layout": "bioformats2raw", "series": series}
-
-    def json(self, base: str) -> bytes:
-        return (json.dumps(self.describe(base), indent=2) + "\n").encode()
 
     def html(self, base: str) -> bytes:
         about = self.describe(base)
