@@ -26,11 +26,10 @@ from zarrfs.sources.remote.retry import (
     GivenUp,
     RemoteDeadline,
     RemoteUnavailable,
-    redact_text,
     retrying,
     status_of,
 )
-from zarrfs.sources.remote.urls import redact
+from zarrfs.sources.remote.urls import redact, redact_text
 
 SIZE = 3_000_000
 FAST = Backoff(first_s=0.02, max_s=0.2)

@@ -38,7 +38,6 @@ import functools
 import http.client
 import logging
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from typing import Any, TypeVar
 from zarrfs import cancellation
 from zarrfs.errors import one_line
 from zarrfs.sources.remote.identity import ObjectChangedError, RemoteError
-from zarrfs.sources.remote.urls import redact
+from zarrfs.sources.remote.urls import redact_text
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -253,14 +252,3 @@ def _brief(error: BaseException) -> str:
     if status is not None or not message or message == name:
         return name
     return f"{name}: {redact_text(message)}"
-
-
-# --- redaction ------------------------------------------------------------------------------------------
-
-
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>)]+")
-
-
-def redact_text(text: str) -> str:
-    """``text`` (a library's error message) with every URL in it redacted."""
-    return _URL_IN_TEXT.sub(lambda match: redact(match.group(0)), text)

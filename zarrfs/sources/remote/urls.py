@@ -33,6 +33,14 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>)]+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` (a library's error message) with every URL in it redacted."""
+    return _URL_IN_TEXT.sub(lambda match: redact(match.group(0)), text)
+
+
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
     """``text`` (an error message from a library) with every secret in it replaced by ``***``."""
     for secret in sorted(secrets, key=len, reverse=True):
